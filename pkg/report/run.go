@@ -80,6 +80,10 @@ const (
 	MaxErrorMessageBytes = 1024
 	// MaxListItems bounds roles, run list and depends_on entries kept.
 	MaxListItems = 64
+	// MaxResourceNameBytes bounds a listed resource's name. Salt names can be
+	// whole inline scripts (cmd.run) and Chef names whole commands; the list
+	// is for people reading a runs table, so the head of the name is enough.
+	MaxResourceNameBytes = 512
 )
 
 // Resource is one resource a run changed or failed on.
@@ -132,7 +136,9 @@ type Run struct {
 	FailedCount    int
 	TotalResources int
 	// UpdatedByType counts changed resources by type, at most
-	// MaxResourceTypes keys (overflow under OtherResourceType).
+	// MaxResourceTypes keys (overflow, and resources whose type the report
+	// does not give, under OtherResourceType); its values add up to
+	// UpdatedCount.
 	UpdatedByType map[string]int
 	// Updated and Failed list at most MaxListedResources resources each.
 	Updated []Resource
