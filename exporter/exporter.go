@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/runlens/runlens/exporter/collector"
+	"github.com/runlens/runlens/exporter/ingest"
+	"github.com/runlens/runlens/pkg/broker"
+	"github.com/runlens/runlens/pkg/fleet"
+	"github.com/runlens/runlens/pkg/report"
+)
+
+func contextBackground() context.Context { return context.Background() }
+
+// DefaultListenAddress is the exporter's port.
+const DefaultListenAddress = ":9865"
+
+type config struct {
+	amqpURL, amqpPasswordFile string
+	exchange, queue           string
+	deadLetterExchange, dlq   string
+	prefetch, deliveryLimit   int
+	historyStream             string
+	historyReplay, historyAge time.Duration
+	nodeTTL                   time.Duration
+	maxBytes                  int
+	dedupWindow, maxTypes     int
+	telemetryPath             string
+	web                       *web.FlagConfig
+	log                       *promslog.Config
+}
+
+func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
+	c := &config{log: &promslog.Config{}}
+	app := kingpin.New("runlens-exporter", "Consumes Chef and Salt run reports from RabbitMQ and exposes per-node run metrics for Prometheus.")
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	// --help and --version must not os.Exit from inside a library call:
+	// run() returns instead, so tests can call it.
+	stopped := false
+	app.Terminate(func(int) { stopped = true })
+	app.HelpFlag.Short('h')
+	// The URL may carry a password: kingpin prints a flag's default in its
+	// help, so the default has none (amqp091 then logs in as guest/guest),
+	// and the value is never echoed back.
+	app.Flag("amqp.url", "AMQP URL of the broker (amqp:// or amqps://). Also read from RUNLENS_AMQP_URL; prefer that, or --amqp.password-file, over a password on the command line.").
+		Envar("RUNLENS_AMQP_URL").Default("amqp://127.0.0.1:5672/").StringVar(&c.amqpURL)
+	app.Flag("amqp.password-file", "File holding the AMQP password; replaces any password in --amqp.url.").
+		Envar("RUNLENS_AMQP_PASSWORD_FILE").StringVar(&c.amqpPasswordFile)
+	app.Flag("amqp.exchange", "Fanout exchange the producers publish run reports to.").Default("chef_reports").StringVar(&c.exchange)
+	app.Flag("amqp.queue", "Durable quorum queue the exporter consumes; replicas share it as competing consumers.").Default("runlens.exporter").StringVar(&c.queue)
+	app.Flag("amqp.dead-letter-exchange", "Exchange rejected reports are dead-lettered to (default: <queue>.dlx).").StringVar(&c.deadLetterExchange)
+	app.Flag("amqp.dead-letter-queue", "Queue bound to the dead-letter exchange (default: <queue>.dead).").StringVar(&c.dlq)
+	app.Flag("amqp.prefetch", "Unacknowledged deliveries the broker may send ahead (basic.qos).").Default("256").IntVar(&c.prefetch)
+	app.Flag("amqp.delivery-limit", "Deliveries after which the broker dead-letters a message that keeps failing (x-delivery-limit).").Default("20").IntVar(&c.deliveryLimit)
+	app.Flag("history.stream", "Stream of every report, replayed at start so per-node gauges are right at once.").Default("runlens.history").StringVar(&c.historyStream)
+	app.Flag("history.replay", "How far back to replay the history stream at start; 0 disables the replay.").Default("24h").DurationVar(&c.historyReplay)
+	app.Flag("history.max-age", "Retention (x-max-age) of the history stream, used when this exporter is the first to declare it.").Default("168h").DurationVar(&c.historyAge)
+	app.Flag("node.ttl", "A node not heard from for this long loses all its series; 0 keeps nodes for ever.").Default("24h").DurationVar(&c.nodeTTL)
+	app.Flag("report.max-bytes", "Reports larger than this are rejected.").Default(fmt.Sprint(report.DefaultMaxBytes)).IntVar(&c.maxBytes)
+	app.Flag("report.dedup-window", "How many recent report ids are remembered to drop redeliveries.").Default("100000").IntVar(&c.dedupWindow)
+	app.Flag("metrics.max-resource-types", "Distinct resource_type label values; further types are counted as \"other\".").Default("100").IntVar(&c.maxTypes)
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.telemetryPath)
+	c.web = kingpinflag.AddFlags(app, DefaultListenAddress)
+	promslogflag.AddFlags(app, c.log)
+	app.Version(versionString())
+	if _, err := app.Parse(args); err != nil {
+		return nil, err
+	}
+	if stopped {
+		return nil, nil
+	}
+	if c.prefetch < 1 || c.maxBytes < 1 || c.dedupWindow < 1 || c.maxTypes < 1 {
+		return nil, errors.New("--amqp.prefetch, --report.max-bytes, --report.dedup-window and --metrics.max-resource-types must be positive")
+	}
+	if c.amqpPasswordFile != "" {
+		u, err := withPasswordFile(c.amqpURL, c.amqpPasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		c.amqpURL = u
+	}
+	return c, nil
+}
+
+func versionString() string {
+	v, r := collector.BuildInfo()
+	return fmt.Sprintf("runlens-exporter %s (revision %s)", v, r)
+}
+
+// withPasswordFile puts the password read from file into the URL's userinfo.
+func withPasswordFile(raw, file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--amqp.password-file: %w", err)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("--amqp.url is not a URL: %s", broker.RedactURL(raw))
+	}
+	user := "guest"
+	if u.User != nil {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, strings.TrimRight(string(b), "\r\n"))
+	return u.String(), nil
+}
+
+// run is the whole program; main only wires signals and the exit code, so
+// tests can run the exporter in-process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c, err := parseFlags(args, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "runlens-exporter:", err)
+		return 2
+	}
+	if c == nil { // --help or --version
+		return 0
+	}
+	c.log.Writer = stderr
+	logger := promslog.New(c.log)
+	if err := serve(ctx, c, logger); err != nil {
+		logger.Error("exiting", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, c *config, logger *slog.Logger) error {
+	logger.Info("starting runlens-exporter", "version", versionString(), "amqp", broker.RedactURL(c.amqpURL),
+		"exchange", c.exchange, "queue", c.queue)
+
+	state := fleet.New(fleet.Options{DedupWindow: c.dedupWindow})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	collector.RegisterBuildInfo(reg)
+	reg.MustRegister(collector.NewFleetCollector(state))
+	metrics := collector.NewIngestMetrics(reg, c.maxTypes)
+	pipeline := ingest.New(report.Decoder{MaxBytes: c.maxBytes}, state, metrics, logger, nil)
+
+	topo := broker.Topology{
+		Exchange: c.exchange, Queue: c.queue,
+		DeadLetterExchange: c.deadLetterExchange, DeadLetterQueue: c.dlq,
+		DeliveryLimit: c.deliveryLimit,
+	}
+	consumer := broker.NewConsumer(broker.ConsumerConfig{
+		URL: c.amqpURL, Topology: topo, Prefetch: c.prefetch,
+		ConnectionName: "runlens-exporter", Logger: logger,
+	}, pipeline.Handle)
+	collector.RegisterAMQPUp(reg, consumer.Connected)
+
+	var caughtUp atomic.Bool
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+
+	if c.historyReplay > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			err := broker.Replay(ctx, broker.ReplayConfig{
+				URL:            c.amqpURL,
+				History:        broker.History{Stream: c.historyStream, Exchange: c.exchange, MaxAge: c.historyAge},
+				From:           start.Add(-c.historyReplay),
+				ConnectionName: "runlens-exporter-history",
+				Logger:         logger,
+			}, pipeline.Restore, func() {
+				caughtUp.Store(true)
+				logger.Info("history replayed", "nodes", state.Len(), "took", time.Since(start).Round(time.Millisecond))
+			})
+			if err != nil && ctx.Err() == nil {
+				// The replay only speeds up correct gauges; without it the
+				// exporter still works, so it is not fatal.
+				logger.Warn("history replay failed; per-node gauges fill in as runs arrive", "err", err)
+				caughtUp.Store(true)
+			}
+		}()
+	} else {
+		caughtUp.Store(true)
+	}
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := consumer.Run(ctx); err != nil {
+			errc <- fmt.Errorf("consumer: %w", err)
+		}
+	}()
+
+	if c.nodeTTL > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			expireLoop(ctx, state, c.nodeTTL, logger)
+		}()
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(c.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg,
+		MaxRequestsInFlight: 4,
+	}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case !consumer.Consuming():
+			http.Error(w, "Not ready: not consuming from the AMQP queue.", http.StatusServiceUnavailable)
+		case !caughtUp.Load():
+			http.Error(w, "Not ready: replaying the history stream.", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "Ready.")
+		}
+	})
+	if c.telemetryPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "runlens-exporter",
+			Description: "Configuration-management run reports from RabbitMQ, as Prometheus metrics",
+			Version:     versionString(),
+			Links: []web.LandingLinks{
+				{Address: c.telemetryPath, Text: "Metrics"},
+				{Address: "/-/healthy", Text: "Health"},
+				{Address: "/-/ready", Text: "Readiness"},
+			},
+		})
+		if err != nil {
+			return err
+		}
+		mux.Handle("/", landing)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := web.ListenAndServe(srv, c.web, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("web: %w", err)
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: finishing in-flight reports")
+	case runErr = <-errc:
+	}
+	// Stop consuming first, so every report received is applied and acked
+	// while /metrics still answers, then close the listener.
+	cancel()
+	wg.Wait()
+	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = srv.Shutdown(shutdownCtx)
+	logger.Info("stopped")
+	return runErr
+}
+
+func expireLoop(ctx context.Context, state *fleet.State, ttl time.Duration, logger *slog.Logger) {
+	every := min(max(ttl/10, time.Second), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if gone := state.Expire(now, ttl); len(gone) > 0 {
+				logger.Info("nodes expired", "count", len(gone), "ttl", ttl)
+			}
+		}
+	}
+}

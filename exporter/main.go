@@ -1,0 +1,16 @@
+// Command runlens-exporter consumes configuration-management run reports from
+// RabbitMQ and exposes per-node run, failure and changed-resource metrics for
+// Prometheus.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(contextBackground(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}

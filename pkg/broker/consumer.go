@@ -1,0 +1,423 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Message is one delivery as the handler sees it.
+type Message struct {
+	Body        []byte
+	Headers     amqp.Table
+	Redelivered bool
+	Timestamp   time.Time // AMQP timestamp property, zero if unset
+	Offset      int64     // stream offset (x-stream-offset header) for history deliveries, -1 otherwise
+}
+
+// Handler decides a message's fate:
+//   - nil: the message is acked;
+//   - an error made by DeadLetter(reason) (possibly wrapped): the message is
+//     re-published, body byte-for-byte, to the dead-letter exchange with its
+//     original headers plus "x-runlens-reason" (the reason) and
+//     "x-runlens-queue" (the queue it came from); once the broker confirmed
+//     that copy the original is acked. The consumer logs it at Debug level
+//     only: the handler knows what the message was and logs the rejection;
+//   - any other error: a transient failure. The message is nacked with
+//     requeue after a short pause that grows with consecutive failures (capped
+//     at 1s), and the error is logged, rate-limited. The broker counts these
+//     returns and dead-letters the message after Topology.DeliveryLimit.
+//
+// The context passed to the handler is not cancelled when Run's context is,
+// so that the messages already received can be finished during a graceful
+// stop; a handler must therefore not block indefinitely.
+type Handler func(ctx context.Context, m Message) error
+
+type deadLetterError struct{ reason string }
+
+func (e *deadLetterError) Error() string { return "dead-letter: " + e.reason }
+
+// DeadLetter returns an error telling the consumer to dead-letter the message
+// with the given reason.
+func DeadLetter(reason string) error { return &deadLetterError{reason: reason} }
+
+// IsDeadLetter reports whether err (or an error it wraps) was made by
+// DeadLetter, and its reason.
+func IsDeadLetter(err error) (reason string, ok bool) {
+	var dl *deadLetterError
+	if errors.As(err, &dl) {
+		return dl.reason, true
+	}
+	return "", false
+}
+
+// ConsumerConfig configures a Consumer. Zero fields take defaults.
+type ConsumerConfig struct {
+	URL            string // amqp:// or amqps://; contains the password: only RedactURL(URL) is ever logged
+	Topology       Topology
+	Prefetch       int           // basic.qos; default 256
+	MinBackoff     time.Duration // reconnect backoff, default 100ms, doubled per failure with jitter, capped at MaxBackoff
+	MaxBackoff     time.Duration // default 30s
+	ConnectionName string        // client property connection_name, default "runlens"
+	Logger         *slog.Logger  // default slog.Default()
+}
+
+func (c ConsumerConfig) defaults() ConsumerConfig {
+	c.Topology = c.Topology.Defaults()
+	if c.Prefetch <= 0 {
+		c.Prefetch = 256
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	c.ConnectionName = orDefault(c.ConnectionName, "runlens")
+	c.Logger = loggerOrDefault(c.Logger)
+	return c
+}
+
+const (
+	// confirmTimeout bounds the wait for the broker to confirm a dead-lettered copy.
+	confirmTimeout = 30 * time.Second
+	// stopTimeout bounds a graceful stop against a broker that stopped answering.
+	stopTimeout = 30 * time.Second
+	// healthySession is how long a session must have consumed for the next
+	// reconnect to start again from MinBackoff.
+	healthySession  = time.Second
+	maxRequeuePause = time.Second
+)
+
+// Consumer consumes the exporter's queue; see Run.
+type Consumer struct {
+	cfg ConsumerConfig
+	h   Handler
+	log *slog.Logger
+
+	running    atomic.Bool
+	connected  atomic.Bool
+	consuming  atomic.Bool
+	reconnects atomic.Uint64
+
+	// Used only by the Run goroutine.
+	transientRun int
+	transientLog rateLimiter
+}
+
+// NewConsumer returns a consumer calling h for each message; see Run.
+func NewConsumer(cfg ConsumerConfig, h Handler) *Consumer {
+	cfg = cfg.defaults()
+	return &Consumer{
+		cfg:          cfg,
+		h:            h,
+		log:          cfg.Logger.With("url", RedactURL(cfg.URL), "queue", cfg.Topology.Queue),
+		transientLog: rateLimiter{every: 10 * time.Second},
+	}
+}
+
+// Connected reports whether the AMQP connection is open (runlens_amqp_up).
+func (c *Consumer) Connected() bool { return c.connected.Load() }
+
+// Consuming reports whether the consumer is registered and receiving
+// (readiness).
+func (c *Consumer) Consuming() bool { return c.consuming.Load() }
+
+// Reconnects returns how many times the consumer connected again after having
+// been connected once.
+func (c *Consumer) Reconnects() uint64 { return c.reconnects.Load() }
+
+// Run connects, declares the topology, consumes with manual ack and calls the
+// handler for each delivery in order, on the calling goroutine. When the
+// connection or channel goes away it reconnects with capped exponential
+// backoff (with jitter) and resumes; a context cancel during backoff returns
+// promptly.
+//
+// When ctx is cancelled Run stops gracefully and returns nil: basic.cancel,
+// then handle and ack every delivery already received (prefetched), then
+// close channel and connection. Unacked messages of a connection that was
+// lost return to the queue and are redelivered (Redelivered true).
+//
+// Run returns an error only for mistakes that retrying cannot fix: a
+// malformed URL, a nil handler, a second concurrent Run, and an exchange or
+// queue that already exists with other arguments (406 PRECONDITION_FAILED on
+// declare, e.g. a classic queue named like ours); these are *ConfigError.
+// Everything else is retried, including ACCESS_REFUSED (bad credentials or
+// missing permissions) and unknown vhosts: an operator can fix those on the
+// broker without restarting runlens. They are logged at Error level on each
+// attempt, which the backoff paces.
+func (c *Consumer) Run(ctx context.Context) error {
+	if err := validateURL(c.cfg.URL); err != nil {
+		return err
+	}
+	if c.h == nil {
+		return &ConfigError{msg: "broker: Consumer has no handler"}
+	}
+	if !c.running.CompareAndSwap(false, true) {
+		return &ConfigError{msg: "broker: Consumer.Run is already running"}
+	}
+	defer c.running.Store(false)
+
+	bo := backoff{min: c.cfg.MinBackoff, max: c.cfg.MaxBackoff}
+	everConnected := false
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		consumedFor, err := c.session(ctx, &everConnected)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			c.log.Error("cannot consume: configuration error", "err", err)
+			return err
+		}
+		if consumedFor >= healthySession {
+			bo.reset()
+		}
+		delay := bo.next()
+		level := slog.LevelWarn
+		if isCode(err, amqp.AccessRefused) || isCode(err, amqp.NotAllowed) || errors.Is(err, amqp.ErrCredentials) {
+			level = slog.LevelError
+		}
+		c.log.Log(ctx, level, "AMQP connection failed or lost; reconnecting", "err", err, "retry_in", delay.Round(time.Millisecond))
+		if !sleepCtx(ctx, delay) {
+			return nil
+		}
+	}
+}
+
+// session runs one connection until it fails or ctx is cancelled. It returns
+// how long it consumed and why it ended.
+func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Duration, error) {
+	conn, err := dial(ctx, c.cfg.URL, c.cfg.ConnectionName)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	if *everConnected {
+		c.reconnects.Add(1)
+	}
+	*everConnected = true
+	c.connected.Store(true)
+	defer c.connected.Store(false)
+
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("open channel: %w", err)
+	}
+	if err := Declare(ch, c.cfg.Topology); err != nil {
+		if isCode(err, amqp.PreconditionFailed) {
+			return 0, &ConfigError{msg: fmt.Sprintf("broker: %v (an entity of that name exists with other settings: delete it or configure another name)", err), err: err}
+		}
+		return 0, err
+	}
+	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+		return 0, fmt.Errorf("basic.qos: %w", err)
+	}
+	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+
+	// Dead-lettered copies go through their own confirm-mode channel.
+	pch, err := conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("open channel: %w", err)
+	}
+	if err := pch.Confirm(false); err != nil {
+		return 0, fmt.Errorf("confirm.select: %w", err)
+	}
+	pchClosed := pch.NotifyClose(make(chan *amqp.Error, 1))
+	returns := pch.NotifyReturn(make(chan amqp.Return, 16))
+
+	tag := fmt.Sprintf("%s-%d-%s", c.cfg.ConnectionName, os.Getpid(), randomSuffix())
+	deliveries, err := ch.Consume(c.cfg.Topology.Queue, tag, false, false, false, false, nil)
+	if err != nil {
+		return 0, fmt.Errorf("basic.consume: %w", err)
+	}
+	c.consuming.Store(true)
+	defer c.consuming.Store(false)
+	start := time.Now()
+	c.log.Info("consuming", "prefetch", c.cfg.Prefetch, "reconnects", c.reconnects.Load())
+
+	s := &consumerSession{c: c, conn: conn, ch: ch, pch: pch, returns: returns, ctx: ctx, hctx: context.WithoutCancel(ctx)}
+	for {
+		select {
+		case <-ctx.Done():
+			c.consuming.Store(false)
+			s.stop(tag, deliveries)
+			return time.Since(start), nil
+		case e := <-connClosed:
+			return time.Since(start), closedErr("connection", e)
+		case e := <-chClosed:
+			return time.Since(start), closedErr("channel", e)
+		case e := <-pchClosed:
+			return time.Since(start), closedErr("publishing channel", e)
+		case d, ok := <-deliveries:
+			if !ok {
+				return time.Since(start), errors.New("delivery channel closed (consumer cancelled by the broker or channel closed)")
+			}
+			if err := s.handle(d); err != nil {
+				return time.Since(start), err
+			}
+		}
+	}
+}
+
+func closedErr(what string, e *amqp.Error) error {
+	if e == nil {
+		return fmt.Errorf("%s closed", what)
+	}
+	return fmt.Errorf("%s closed: %w", what, e)
+}
+
+type consumerSession struct {
+	c       *Consumer
+	conn    *amqp.Connection
+	ch      *amqp.Channel
+	pch     *amqp.Channel
+	returns chan amqp.Return
+	ctx     context.Context // Run's context
+	hctx    context.Context // the handler's: not cancelled with ctx
+}
+
+// stop cancels the consumer, then handles and acks every delivery already
+// received. If the broker does not answer within stopTimeout the connection is
+// closed and the unacked deliveries return to the queue.
+func (s *consumerSession) stop(tag string, deliveries <-chan amqp.Delivery) {
+	t := time.AfterFunc(stopTimeout, func() { _ = s.conn.CloseDeadline(time.Now().Add(time.Second)) })
+	defer t.Stop()
+	if err := s.ch.Cancel(tag, false); err != nil {
+		s.c.log.Warn("basic.cancel failed; unacked messages return to the queue", "err", err)
+		return
+	}
+	n := 0
+	for d := range deliveries {
+		if err := s.handle(d); err != nil {
+			s.c.log.Warn("stopping: cannot settle a delivery; unacked messages return to the queue", "err", err)
+			return
+		}
+		n++
+	}
+	_ = s.pch.Close()
+	_ = s.ch.Close()
+	s.c.log.Info("consumer stopped", "drained", n)
+}
+
+// handle calls the handler and settles d. An error means the channel is
+// unusable and the session must end.
+func (s *consumerSession) handle(d amqp.Delivery) error {
+	c := s.c
+	m := Message{Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Timestamp: d.Timestamp, Offset: -1}
+	herr := c.h(s.hctx, m)
+	if herr == nil {
+		c.transientRun = 0
+		if err := s.ch.Ack(d.DeliveryTag, false); err != nil {
+			return fmt.Errorf("basic.ack: %w", err)
+		}
+		return nil
+	}
+	if reason, ok := IsDeadLetter(herr); ok {
+		c.transientRun = 0
+		if err := s.deadLetter(d, reason); err != nil {
+			c.log.Error("cannot dead-letter message; requeueing it", "reason", reason, "err", err)
+			if nerr := s.ch.Nack(d.DeliveryTag, false, true); nerr != nil {
+				return fmt.Errorf("basic.nack: %w", nerr)
+			}
+			if s.pch.IsClosed() {
+				return err
+			}
+			return nil
+		}
+		// Debug only: the handler knows what the message was and logs the
+		// rejection itself (rate-limited); one line per message is enough.
+		c.log.Debug("message dead-lettered", "reason", reason, "dead_letter_exchange", c.cfg.Topology.DeadLetterExchange,
+			"bytes", len(d.Body), "redelivered", d.Redelivered)
+		if err := s.ch.Ack(d.DeliveryTag, false); err != nil {
+			return fmt.Errorf("basic.ack: %w", err)
+		}
+		return nil
+	}
+
+	c.transientRun++
+	if ok, suppressed := c.transientLog.allow(time.Now()); ok {
+		c.log.Warn("handler failed; requeueing message", "err", herr, "redelivered", d.Redelivered,
+			"consecutive_failures", c.transientRun, "suppressed_logs", suppressed)
+	}
+	// Pause so that a failing dependency is not hammered by immediate redeliveries.
+	pause := c.cfg.MinBackoff << min(c.transientRun-1, 20)
+	if pause > maxRequeuePause || pause <= 0 {
+		pause = maxRequeuePause
+	}
+	sleepCtx(s.ctx, pause)
+	if err := s.ch.Nack(d.DeliveryTag, false, true); err != nil {
+		return fmt.Errorf("basic.nack: %w", err)
+	}
+	return nil
+}
+
+// deadLetter publishes a copy of d to the dead-letter exchange and waits for
+// the broker's confirm.
+func (s *consumerSession) deadLetter(d amqp.Delivery, reason string) error {
+	t := s.c.cfg.Topology
+	headers := make(amqp.Table, len(d.Headers)+2)
+	for k, v := range d.Headers {
+		headers[k] = v
+	}
+	headers[HeaderReason] = reason
+	headers[HeaderQueue] = t.Queue
+	// UserId is left out: the broker rejects a user_id other than ours, and
+	// Expiration too, so the copy does not expire in the dead-letter queue.
+	msg := amqp.Publishing{
+		Headers:         headers,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp.Persistent,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+	dc, err := s.pch.PublishWithDeferredConfirm(t.DeadLetterExchange, d.RoutingKey, true, false, msg)
+	if err != nil {
+		return fmt.Errorf("publish to %q: %w", t.DeadLetterExchange, err)
+	}
+	timer := time.NewTimer(confirmTimeout)
+	defer timer.Stop()
+	select {
+	case <-dc.Done():
+	case <-timer.C:
+		// A stuck broker: end the session; the message is redelivered later.
+		_ = s.pch.Close()
+		return fmt.Errorf("no publisher confirm from the broker within %s", confirmTimeout)
+	}
+	if !dc.Acked() {
+		if s.pch.IsClosed() {
+			return errors.New("channel closed before the broker confirmed the dead-lettered copy")
+		}
+		return errors.New("broker nacked the dead-lettered copy")
+	}
+	// A mandatory message that no queue took is returned before its ack.
+	select {
+	case r, ok := <-s.returns:
+		if !ok {
+			return errors.New("channel closed after the broker confirmed the dead-lettered copy")
+		}
+		return fmt.Errorf("dead-letter exchange %q routed the copy to no queue (%d %s)", t.DeadLetterExchange, r.ReplyCode, r.ReplyText)
+	default:
+	}
+	return nil
+}

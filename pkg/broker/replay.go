@@ -1,0 +1,284 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ReplayConfig configures Replay. Zero fields take defaults.
+type ReplayConfig struct {
+	URL     string
+	History History
+	// From replays messages from this time (x-stream-offset as an AMQP
+	// timestamp, whole seconds); zero means from the first message retained.
+	// The broker starts at the first chunk (a batch of messages written
+	// together) whose timestamp is not earlier than From, so a few messages
+	// slightly older than From may be delivered; messages newer than From
+	// always are.
+	From      time.Time
+	Prefetch  int           // default 1000 (stream consumers require a qos prefetch and manual ack)
+	IdleAfter time.Duration // caught up when no delivery arrives for this long; default 500ms
+	// Follow keeps following live after catching up (reconnecting, resuming
+	// from the last offset seen + 1); otherwise Replay returns once caught up.
+	Follow                 bool
+	MinBackoff, MaxBackoff time.Duration // reconnect backoff; defaults 100ms, 30s
+	ConnectionName         string        // default "runlens-replay"
+	Logger                 *slog.Logger  // default slog.Default()
+}
+
+func (c ReplayConfig) defaults() ReplayConfig {
+	c.History = c.History.Defaults()
+	if c.Prefetch <= 0 {
+		c.Prefetch = 1000
+	}
+	if c.IdleAfter <= 0 {
+		c.IdleAfter = 500 * time.Millisecond
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	c.ConnectionName = orDefault(c.ConnectionName, "runlens-replay")
+	c.Logger = loggerOrDefault(c.Logger)
+	return c
+}
+
+// Replay declares the history stream (DeclareHistory) and consumes it from
+// cfg.From, calling h for each message in stream order, on the calling
+// goroutine, with Message.Offset set. Each offset is handed to h at most
+// once, also across reconnects (a reconnect resumes at the last offset seen
+// + 1). onCaughtUp (may be nil) is called once, when no delivery arrived for
+// IdleAfter for the first time.
+//
+// Without Follow, Replay returns nil once caught up, after handing h the
+// deliveries already received and cancelling its consumer; if ctx is
+// cancelled before that it returns ctx.Err(). With Follow it keeps following
+// (reconnecting with backoff when the connection is lost) and returns nil
+// when ctx is cancelled. Errors are returned only for mistakes retrying
+// cannot fix (malformed URL, nil h, a queue of the stream's name that is not
+// a stream, whose messages are then requeued untouched); these are
+// *ConfigError.
+func Replay(ctx context.Context, cfg ReplayConfig, h func(Message), onCaughtUp func()) error {
+	cfg = cfg.defaults()
+	if err := validateURL(cfg.URL); err != nil {
+		return err
+	}
+	if h == nil {
+		return &ConfigError{msg: "broker: Replay needs a handler"}
+	}
+	r := &replayer{
+		cfg:        cfg,
+		h:          h,
+		onCaughtUp: onCaughtUp,
+		last:       -1,
+		log:        cfg.Logger.With("url", RedactURL(cfg.URL), "stream", cfg.History.Stream),
+		start:      time.Now(),
+	}
+	bo := backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}
+	for {
+		done, consumedFor, err := r.session(ctx)
+		if done {
+			return nil
+		}
+		if ctx.Err() != nil {
+			if cfg.Follow || r.caughtUp {
+				return nil
+			}
+			return ctx.Err()
+		}
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			r.log.Error("cannot replay history: configuration error", "err", err)
+			return err
+		}
+		if consumedFor >= healthySession {
+			bo.reset()
+		}
+		delay := bo.next()
+		r.log.Warn("history connection failed or lost; reconnecting", "err", err, "retry_in", delay.Round(time.Millisecond),
+			"resume_offset", r.last+1)
+		if !sleepCtx(ctx, delay) {
+			if cfg.Follow || r.caughtUp {
+				return nil
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+type replayer struct {
+	cfg        ReplayConfig
+	h          func(Message)
+	onCaughtUp func()
+	log        *slog.Logger
+
+	last     int64 // last offset handed to h, -1 before the first
+	caughtUp bool
+	handled  uint64
+	start    time.Time
+}
+
+// session consumes over one connection. done is true when Replay must return
+// nil because it caught up without Follow; a cancelled ctx is reported
+// through ctx.
+func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Duration, err error) {
+	conn, err := dial(ctx, r.cfg.URL, r.cfg.ConnectionName)
+	if err != nil {
+		return false, 0, err
+	}
+	defer conn.Close()
+	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
+
+	ch, err := DeclareHistory(conn, r.cfg.History, r.cfg.Logger)
+	if err != nil {
+		return false, 0, err
+	}
+	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := ch.Qos(r.cfg.Prefetch, 0, false); err != nil {
+		return false, 0, fmt.Errorf("basic.qos: %w", err)
+	}
+	var offset any = "first"
+	switch {
+	case r.last >= 0:
+		offset = r.last + 1
+	case !r.cfg.From.IsZero():
+		offset = r.cfg.From
+	}
+	tag := fmt.Sprintf("%s-%d-%s", r.cfg.ConnectionName, os.Getpid(), randomSuffix())
+	deliveries, err := ch.Consume(r.cfg.History.Stream, tag, false, false, false, false, amqp.Table{"x-stream-offset": offset})
+	if err != nil {
+		if isCode(err, amqp.PreconditionFailed) {
+			// E.g. a quorum queue: "invalid arg 'x-stream-offset' ... of queue type rabbit_quorum_queue".
+			return false, 0, &ConfigError{msg: fmt.Sprintf("broker: cannot consume %q as a stream: %v", r.cfg.History.Stream, err), err: err}
+		}
+		return false, 0, fmt.Errorf("basic.consume: %w", err)
+	}
+	start := time.Now()
+	r.log.Info("replaying history", "offset", fmt.Sprint(offset), "follow", r.cfg.Follow)
+
+	// Acks give the stream consumer its credit back; they are batched but
+	// always flushed before waiting for more, so idleness means "caught up"
+	// rather than "out of credit".
+	var (
+		pendingTag uint64
+		pending    int
+		batch      = max(r.cfg.Prefetch/4, 1)
+	)
+	flush := func() error {
+		if pending == 0 {
+			return nil
+		}
+		pending = 0
+		if err := ch.Ack(pendingTag, true); err != nil {
+			return fmt.Errorf("basic.ack: %w", err)
+		}
+		return nil
+	}
+	deliver := func(d amqp.Delivery) {
+		off := streamOffset(d.Headers)
+		if off < 0 || off > r.last {
+			r.h(Message{Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Timestamp: d.Timestamp, Offset: off})
+			r.handled++
+			if off >= 0 {
+				r.last = off
+			}
+		}
+		pendingTag = d.DeliveryTag
+		pending++
+	}
+
+	idle := time.NewTimer(r.cfg.IdleAfter)
+	defer idle.Stop()
+	var idleC <-chan time.Time = idle.C
+	if r.caughtUp {
+		idleC = nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			_ = flush()
+			_ = ch.Cancel(tag, false)
+			_ = ch.Close()
+			return false, time.Since(start), ctx.Err()
+		case e := <-connClosed:
+			return false, time.Since(start), closedErr("connection", e)
+		case e := <-chClosed:
+			return false, time.Since(start), closedErr("channel", e)
+		case d, ok := <-deliveries:
+			if !ok {
+				return false, time.Since(start), errors.New("delivery channel closed (consumer cancelled by the broker or channel closed)")
+			}
+			if _, ok := d.Headers["x-stream-offset"]; !ok {
+				// Not a stream (DeclareHistory cannot always tell): give
+				// everything back untouched.
+				_ = ch.Nack(d.DeliveryTag, true, true)
+				_ = ch.Close()
+				return false, 0, &ConfigError{msg: fmt.Sprintf("broker: queue %q is not a stream (its deliveries carry no x-stream-offset)", r.cfg.History.Stream)}
+			}
+			deliver(d)
+			if pending >= batch || len(deliveries) == 0 {
+				if err := flush(); err != nil {
+					return false, time.Since(start), err
+				}
+			}
+			if idleC != nil {
+				idle.Reset(r.cfg.IdleAfter)
+			}
+		case <-idleC:
+			idleC = nil
+			r.caughtUp = true
+			r.log.Info("history caught up", "messages", r.handled, "last_offset", r.last,
+				"took", time.Since(r.start).Round(time.Millisecond))
+			if r.onCaughtUp != nil {
+				r.onCaughtUp()
+			}
+			if r.cfg.Follow {
+				continue
+			}
+			if err := ch.Cancel(tag, false); err != nil {
+				// Caught up all the same; what was not acked is simply left.
+				return true, time.Since(start), nil
+			}
+			for d := range deliveries {
+				deliver(d)
+			}
+			_ = flush()
+			_ = ch.Close()
+			return true, time.Since(start), nil
+		}
+	}
+}
+
+// streamOffset returns the x-stream-offset header, or -1.
+func streamOffset(h amqp.Table) int64 {
+	switch v := h["x-stream-offset"].(type) {
+	case int64:
+		return v
+	case int32:
+		return int64(v)
+	case int:
+		return int64(v)
+	case int16:
+		return int64(v)
+	case int8:
+		return int64(v)
+	case uint32:
+		return int64(v)
+	case uint16:
+		return int64(v)
+	case byte:
+		return int64(v)
+	}
+	return -1
+}
