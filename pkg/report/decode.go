@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strconv"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // DefaultMaxBytes is the default message size limit (8 MiB). Real reports
@@ -26,7 +28,15 @@ type Decoder struct {
 	// itself, never from Now, so replaying old messages gives the same
 	// result; Now may be nil.
 	Now func() time.Time
+
+	// stdOnly decodes with encoding/json alone: the reference the fast
+	// path is tested against.
+	stdOnly bool
 }
+
+// unmarshalFast decodes with goccy/go-json. Callers keep encoding/json's
+// verdict wherever it matters: see Decoder.decode.
+func unmarshalFast(b []byte, v any) error { return gojson.Unmarshal(b, v) }
 
 // Decode is Decoder{}.Decode.
 func Decode(body []byte) (*Run, error) { return Decoder{}.Decode(body) }
@@ -72,7 +82,21 @@ func (d Decoder) decode(body []byte) (*Run, *Rejected) {
 	// One pass over the message: every top-level field of every format
 	// lands in one struct, and whatever it does not name (the large Ohai
 	// `node` attributes, resource before/after states) is only scanned.
+	//
+	// goccy/go-json decodes runlens' messages 2-3 times faster than
+	// encoding/json, and decoding is most of the exporter's work per
+	// message. It is more lenient than the JSON spec (it takes raw control
+	// characters inside strings, for one), so the message is first checked
+	// with encoding/json's validator: runlens accepts JSON, not whatever one
+	// decoder happens to take. A message either refuses is decoded again by
+	// encoding/json, whose verdict and reason stand. FuzzFastMatchesStd
+	// checks that both paths give the same Run or the same rejection.
 	var env envelope
+	if !d.stdOnly && json.Valid(body) && unmarshalFast(body, &env) == nil {
+		env.fast = true
+		return decodeEnvelope(&env)
+	}
+	env = envelope{}
 	if err := json.Unmarshal(body, &env); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
@@ -90,13 +114,18 @@ func (d Decoder) decode(body []byte) (*Run, *Rejected) {
 		return nil, rejectf(f, "undecodable message: %s", err.Error())
 	}
 
+	return decodeEnvelope(&env)
+}
+
+// decodeEnvelope hands the decoded top-level fields to the format's decoder.
+func decodeEnvelope(env *envelope) (*Run, *Rejected) {
 	switch env.detect() {
 	case FormatChefDataCollector:
-		return decodeDataCollector(&env)
+		return decodeDataCollector(env)
 	case FormatSalt:
-		return decodeSalt(&env)
+		return decodeSalt(env)
 	case FormatChefHandler:
-		return decodeChefHandler(&env)
+		return decodeChefHandler(env)
 	}
 	return nil, rejectf(FormatUnknown, "not a chef_handler, chef_data_collector or salt report")
 }
@@ -105,6 +134,8 @@ func (d Decoder) decode(body []byte) (*Run, *Rejected) {
 // The Salt fields are embedded because a Salt return may come bare (the
 // `data` object alone) as well as wrapped in {"tag", "data"}.
 type envelope struct {
+	fast bool // decoded by the fast path: nested decoding may use it too
+
 	saltData
 	Tag  looseString `json:"tag"`
 	Data *saltData   `json:"data"`

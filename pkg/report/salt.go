@@ -127,7 +127,7 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 	}
 	switch ret[0] {
 	case '{':
-		states, reason := saltStates(ret, fun)
+		states, reason := saltStates(ret, fun, e.fast)
 		if reason != "" {
 			return nil, rejectf(f, "%s", reason)
 		}
@@ -233,9 +233,16 @@ func parseSaltTag(tag string) (jid, minion, reason string) {
 // saltStates decodes a state run's return, in execution order (__run_num__)
 // so "the first failed state" is the one that failed first, not whichever
 // a map happened to yield.
-func saltStates(ret json.RawMessage, fun string) ([]saltState, string) {
+func saltStates(ret json.RawMessage, fun string, fast bool) ([]saltState, string) {
 	var m map[string]saltState
-	if err := json.Unmarshal(ret, &m); err != nil {
+	// The state results are the bulk of a Salt return: the fast decoder
+	// (see Decoder.decode) reads them. Every field is a loose* type whose
+	// own UnmarshalJSON does the string handling, so both decoders agree.
+	unmarshal := json.Unmarshal
+	if fast {
+		unmarshal = unmarshalFast
+	}
+	if err := unmarshal(ret, &m); err != nil {
 		return nil, "salt return of " + quote(fun) + " is not a state result"
 	}
 	states := make([]saltState, 0, len(m))
