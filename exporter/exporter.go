@@ -17,7 +17,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -154,7 +153,6 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	collector.RegisterBuildInfo(reg)
-	reg.MustRegister(collector.NewFleetCollector(state))
 	metrics := collector.NewIngestMetrics(reg, c.maxTypes)
 	pipeline := ingest.New(report.Decoder{MaxBytes: c.maxBytes}, state, metrics, logger, nil)
 
@@ -165,7 +163,7 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	}
 	consumer := broker.NewConsumer(broker.ConsumerConfig{
 		URL: c.amqpURL, Topology: topo, Prefetch: c.prefetch,
-		ConnectionName: "runlens-exporter", Logger: logger,
+		ConnectionName: "runlens-exporter", Logger: logger, Prepare: pipeline.Prepare,
 	}, pipeline.Handle)
 	collector.RegisterAMQPUp(reg, consumer.Connected)
 
@@ -218,10 +216,7 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(c.telemetryPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError), Registry: reg,
-		MaxRequestsInFlight: 4,
-	}))
+	mux.Handle(c.telemetryPath, collector.Handler(reg, collector.NewFleetWriter(state), logger, 4))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		switch {

@@ -21,6 +21,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,8 @@ import (
 	"github.com/runlens/runlens/pkg/simulator"
 )
 
+var cpuProfilePath string
+
 func main() {
 	url := flag.String("amqp.url", "amqp://guest:guest@127.0.0.1:5672/", "broker")
 	reports := flag.Int("reports", 20000, "reports to preload for the drain benchmark")
@@ -47,7 +50,9 @@ func main() {
 	scrapeNodes := flag.String("scrape-nodes", "10000,100000", "fleet sizes for the scrape and heap figures")
 	prefetch := flag.Int("prefetch", 256, "basic.qos prefetch for both consumers")
 	skipDrain := flag.Bool("skip-drain", false, "only the scrape and heap figures")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the exporter's drain passes to this file")
 	flag.Parse()
+	cpuProfilePath = *cpuProfile
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	fmt.Printf("runlens-bench  go=%s  cpus=%d  %s\n\n", runtime.Version(), runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
@@ -132,7 +137,17 @@ func drain(url string, reports, nodes, repeat, prefetch int, log *slog.Logger) e
 			return err
 		}
 		bare = append(bare, r)
+		if cpuProfilePath != "" {
+			f, err := os.Create(cpuProfilePath)
+			if err != nil {
+				return err
+			}
+			_ = pprof.StartCPUProfile(f)
+		}
 		r, err = drainExporter(url, queues[2*i+1], len(bodies), prefetch, log)
+		if cpuProfilePath != "" {
+			pprof.StopCPUProfile()
+		}
 		if err != nil {
 			return err
 		}
@@ -187,7 +202,7 @@ func drainExporter(url string, topo broker.Topology, n, prefetch int, log *slog.
 	finished := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := broker.NewConsumer(broker.ConsumerConfig{URL: url, Topology: topo, Prefetch: prefetch, Logger: log},
+	c := broker.NewConsumer(broker.ConsumerConfig{URL: url, Topology: topo, Prefetch: prefetch, Logger: log, Prepare: p.Prepare},
 		func(ctx context.Context, m broker.Message) error {
 			err := p.Handle(ctx, m)
 			if done.Add(1) == int64(n) {
@@ -216,29 +231,24 @@ func drainExporter(url string, topo broker.Topology, n, prefetch int, log *slog.
 func scrape(n int) {
 	sim := simulator.New(simulator.Config{Nodes: n, Seed: 7, Formats: []report.Format{report.FormatChefHandler}})
 	runs := sim.Round(time.Now().Add(-time.Hour), time.Hour, simulator.Random)
-	decoded := make([]*report.Run, len(runs))
-	for i, r := range runs {
+
+	// The decoder copies every string out of the message, so what the state
+	// keeps after the decoded runs are garbage is the state's own.
+	state := fleet.New(fleet.Options{DedupWindow: 1}) // the window is a fixed cost, not per node
+	heapBefore := heapInUse()
+	now := time.Now()
+	for _, r := range runs {
 		d, err := report.Decode(r.Messages[0])
 		if err != nil {
 			panic(err)
 		}
-		decoded[i] = d
-	}
-	runs = nil
-
-	heapBefore := heapInUse()
-	state := fleet.New(fleet.Options{DedupWindow: 1}) // the window is a fixed cost, not per node
-	now := time.Now()
-	for _, d := range decoded {
 		state.Apply(d, now)
 	}
-	decoded = nil
 	heapAfter := heapInUse()
-	perNode := float64(heapAfter-heapBefore) / float64(n)
+	runtime.KeepAlive(runs)
+	perNode := (float64(heapAfter) - float64(heapBefore)) / float64(n)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector.NewFleetCollector(state))
-	ours := timeScrape(reg)
+	ours := timeScrape(collector.Handler(prometheus.NewRegistry(), collector.NewFleetWriter(state), slog.Default(), 1))
 
 	// Baseline: the same series in ordinary GaugeVecs.
 	base := prometheus.NewRegistry()
@@ -256,7 +266,7 @@ func scrape(n int) {
 		}
 		info.WithLabelValues(nd.Name, nd.Environment, nd.FQDN, nd.IPAddress, string(nd.Source), nd.RolesLabel()).Set(1)
 	})
-	baseline := timeScrape(base)
+	baseline := timeScrape(promhttp.HandlerFor(base, promhttp.HandlerOpts{}))
 	runtime.KeepAlive(state)
 
 	fmt.Printf("%7d nodes  scrape (gzip, median of 5) %7.1f ms  static-registry baseline %7.1f ms  ratio %.2f  |  %6.1f MiB body  |  heap %5.0f B/node (target < 2048)\n",
@@ -268,8 +278,8 @@ type scrapeResult struct {
 	bytes int64
 }
 
-func timeScrape(g prometheus.Gatherer) scrapeResult {
-	srv := httptest.NewServer(promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+func timeScrape(h http.Handler) scrapeResult {
+	srv := httptest.NewServer(h)
 	defer srv.Close()
 	var times []float64
 	var size int64

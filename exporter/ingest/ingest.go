@@ -38,10 +38,28 @@ func New(dec report.Decoder, state *fleet.State, m *collector.IngestMetrics, log
 	return &Pipeline{decoder: dec, fleet: state, metrics: m, log: log, now: now, rejectLog: rate.NewLimiter(5, 20)}
 }
 
+// decoded is a message's decode result, made ahead of Handle by Prepare.
+type decoded struct {
+	run *report.Run
+	err error
+}
+
+// Prepare decodes a message; the broker runs it on several messages at once
+// (decoding is most of the work per message, and needs no shared state), so
+// that Handle, which must go in order, only applies and counts.
+func (p *Pipeline) Prepare(body []byte) any {
+	r, err := p.decoder.Decode(body)
+	return &decoded{run: r, err: err}
+}
+
 // Handle is the broker.Handler of the counted queue. A report that cannot be
 // accepted is dead-lettered with its reason; everything else is acked.
 func (p *Pipeline) Handle(_ context.Context, m broker.Message) error {
-	r, err := p.decoder.Decode(m.Body)
+	d, ok := m.Prepared.(*decoded)
+	if !ok {
+		d = p.Prepare(m.Body).(*decoded)
+	}
+	r, err := d.run, d.err
 	if err != nil {
 		format, reason := report.FormatUnknown, err.Error()
 		if rej, ok := err.(*report.Rejected); ok {

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +22,9 @@ type Message struct {
 	Redelivered bool
 	Timestamp   time.Time // AMQP timestamp property, zero if unset
 	Offset      int64     // stream offset (x-stream-offset header) for history deliveries, -1 otherwise
+	// Prepared is what ConsumerConfig.Prepare returned for this message,
+	// nil without a Prepare.
+	Prepared any
 }
 
 // Handler decides a message's fate:
@@ -66,6 +72,15 @@ type ConsumerConfig struct {
 	MaxBackoff     time.Duration // default 30s
 	ConnectionName string        // client property connection_name, default "runlens"
 	Logger         *slog.Logger  // default slog.Default()
+	// Prepare, if set, is run on each message's body before the handler,
+	// on several messages at once (up to GOMAXPROCS goroutines) when more
+	// deliveries are already waiting; its result reaches the handler as
+	// Message.Prepared. The handler still sees messages one at a time, in
+	// delivery order. This lets a pure, CPU-heavy step such as decoding use
+	// every core while applying stays ordered. Prepare must be safe for
+	// concurrent use and must not have side effects: a prepared message may
+	// still be redelivered and prepared again.
+	Prepare func(body []byte) any
 }
 
 func (c ConsumerConfig) defaults() ConsumerConfig {
@@ -266,8 +281,20 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 			if !ok {
 				return time.Since(start), errors.New("delivery channel closed (consumer cancelled by the broker or channel closed)")
 			}
-			if err := s.handle(d); err != nil {
-				return time.Since(start), err
+			batch := append(s.batch[:0], d)
+			if c.cfg.Prepare != nil {
+				// Only this goroutine receives, so a waiting delivery is
+				// there to take without blocking.
+				for len(batch) < prepareBatch && len(deliveries) > 0 {
+					batch = append(batch, <-deliveries)
+				}
+			}
+			s.batch = batch
+			prepared := s.prepare(batch)
+			for i, d := range batch {
+				if err := s.handle(d, prepared[i], i < len(batch)-1 || len(deliveries) > 0); err != nil {
+					return time.Since(start), err
+				}
 			}
 		}
 	}
@@ -288,6 +315,65 @@ type consumerSession struct {
 	returns chan amqp.Return
 	ctx     context.Context // Run's context
 	hctx    context.Context // the handler's: not cancelled with ctx
+
+	// Acks are batched: one basic.ack with multiple=true settles every
+	// handled delivery up to ackTag. Each ack is a socket write; batching
+	// them while more deliveries are waiting saves most of those writes. A
+	// delivery is still acked only after its handler returned, and the
+	// batch is flushed as soon as no further delivery is waiting, so an
+	// idle consumer holds nothing unacked.
+	ackTag     uint64
+	ackPending int
+
+	batch    []amqp.Delivery
+	prepared []any
+}
+
+// prepareBatch bounds how many waiting deliveries are prepared together.
+const prepareBatch = 32
+
+// prepare runs ConsumerConfig.Prepare on the batch, in parallel.
+func (s *consumerSession) prepare(batch []amqp.Delivery) []any {
+	s.prepared = slices.Grow(s.prepared[:0], len(batch))[:len(batch)]
+	clear(s.prepared)
+	f := s.c.cfg.Prepare
+	if f == nil {
+		return s.prepared
+	}
+	workers := min(len(batch), runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i, d := range batch {
+			s.prepared[i] = f(d.Body)
+		}
+		return s.prepared
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(batch); i += workers {
+				s.prepared[i] = f(batch[i].Body)
+			}
+		}()
+	}
+	wg.Wait()
+	return s.prepared
+}
+
+// ackBatch bounds how many handled deliveries wait for one multiple ack.
+const ackBatch = 64
+
+// flushAcks sends the pending multiple ack, if any.
+func (s *consumerSession) flushAcks() error {
+	if s.ackPending == 0 {
+		return nil
+	}
+	s.ackPending = 0
+	if err := s.ch.Ack(s.ackTag, true); err != nil {
+		return fmt.Errorf("basic.ack: %w", err)
+	}
+	return nil
 }
 
 // stop cancels the consumer, then handles and acks every delivery already
@@ -296,13 +382,21 @@ type consumerSession struct {
 func (s *consumerSession) stop(tag string, deliveries <-chan amqp.Delivery) {
 	t := time.AfterFunc(stopTimeout, func() { _ = s.conn.CloseDeadline(time.Now().Add(time.Second)) })
 	defer t.Stop()
+	if err := s.flushAcks(); err != nil {
+		s.c.log.Warn("stopping: cannot ack handled deliveries; they return to the queue", "err", err)
+		return
+	}
 	if err := s.ch.Cancel(tag, false); err != nil {
 		s.c.log.Warn("basic.cancel failed; unacked messages return to the queue", "err", err)
 		return
 	}
 	n := 0
 	for d := range deliveries {
-		if err := s.handle(d); err != nil {
+		var prepared any
+		if s.c.cfg.Prepare != nil {
+			prepared = s.c.cfg.Prepare(d.Body)
+		}
+		if err := s.handle(d, prepared, false); err != nil {
 			s.c.log.Warn("stopping: cannot settle a delivery; unacked messages return to the queue", "err", err)
 			return
 		}
@@ -313,18 +407,26 @@ func (s *consumerSession) stop(tag string, deliveries <-chan amqp.Delivery) {
 	s.c.log.Info("consumer stopped", "drained", n)
 }
 
-// handle calls the handler and settles d. An error means the channel is
-// unusable and the session must end.
-func (s *consumerSession) handle(d amqp.Delivery) error {
+// handle calls the handler and settles d; more says further deliveries are
+// already waiting, so a successful ack may wait for the batch. An error
+// means the channel is unusable and the session must end.
+func (s *consumerSession) handle(d amqp.Delivery, prepared any, more bool) error {
 	c := s.c
-	m := Message{Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Timestamp: d.Timestamp, Offset: -1}
+	m := Message{Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Timestamp: d.Timestamp, Offset: -1, Prepared: prepared}
 	herr := c.h(s.hctx, m)
 	if herr == nil {
 		c.transientRun = 0
-		if err := s.ch.Ack(d.DeliveryTag, false); err != nil {
-			return fmt.Errorf("basic.ack: %w", err)
+		s.ackTag = d.DeliveryTag
+		s.ackPending++
+		if more && s.ackPending < ackBatch {
+			return nil
 		}
-		return nil
+		return s.flushAcks()
+	}
+	// Settle the batch before this delivery gets its own ack or nack: a
+	// multiple ack must never cover a delivery that is to be requeued.
+	if err := s.flushAcks(); err != nil {
+		return err
 	}
 	if reason, ok := IsDeadLetter(herr); ok {
 		c.transientRun = 0

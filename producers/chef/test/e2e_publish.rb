@@ -1,0 +1,22 @@
+# frozen_string_literal: true
+
+# Publishes one success and one failure report through the real handler
+# classes (Runlens::Report + Runlens::Shipper), for producers_test.go to
+# consume and decode in Go.
+#
+#   ruby e2e_publish.rb URL_WITHOUT_PASSWORD PASSWORD EXCHANGE SUCCESS_RUN_ID FAILURE_RUN_ID
+#
+# Exits 1 unless the broker confirmed both reports.
+require_relative 'support'
+
+url, password, exchange, ok_id, failed_id = ARGV
+abort "usage: #{$PROGRAM_NAME} URL PASSWORD EXCHANGE SUCCESS_RUN_ID FAILURE_RUN_ID" unless failed_id
+
+logger = ::Logger.new($stderr)
+config = Runlens::Config.new(url: url, password: password, exchange: exchange, timeout: 5, connect_timeout: 5)
+statuses = [Stand.success_status(run_id: ok_id), Stand.failure_status(run_id: failed_id)]
+results = statuses.map do |status|
+  Runlens::Shipper.new(config, logger: logger).ship(Runlens::Report.build(status, chef_version: '18.4.12'))
+end
+puts results.inspect
+exit(results.all?(:sent) ? 0 : 1)
