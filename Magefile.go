@@ -20,7 +20,7 @@ var Default = Build
 
 // fuzzTargets are run briefly by Test: package → fuzz functions.
 var fuzzTargets = map[string][]string{
-	"./pkg/report": {"FuzzDecode"},
+	"./pkg/report": {"FuzzDecode", "FuzzFastMatchesStd"},
 }
 
 // Build builds the exporter, the simulator and the benchmark into bin/.

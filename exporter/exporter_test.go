@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/runlens/runlens/internal/fixtures"
 	"github.com/runlens/runlens/internal/rabbittest"
@@ -489,5 +490,46 @@ func TestFlagErrors(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "password-file") {
 		t.Errorf("error should name the flag: %s", out.String())
+	}
+}
+
+// Basic auth through exporter-toolkit's web config: /metrics needs
+// the password, and the exporter still works behind it.
+func TestExporterWebConfigBasicAuth(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t)
+	// start() polls /-/ready, which is behind the same auth: poll by hand.
+	h.addr = freeAddr(t)
+	args := []string{"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
+		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--web.config.file=" + cfg, "--history.replay=0"}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan int, 1)
+	go func() { h.done <- run(ctx, args, io.Discard, h.logs) }()
+	t.Cleanup(h.stop)
+	get := func(user, pw string) int {
+		req, _ := http.NewRequest("GET", "http://"+h.addr+"/metrics", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pw)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	h.waitFor("listener", func() bool { return get("prometheus", "scrape-pw") == http.StatusOK })
+	if code := get("", ""); code != http.StatusUnauthorized {
+		t.Errorf("no credentials: %d, want 401", code)
+	}
+	if code := get("prometheus", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("wrong password: %d, want 401", code)
 	}
 }
