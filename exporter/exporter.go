@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/runlens/runlens/exporter/collector"
+	"github.com/runlens/runlens/exporter/datacollector"
 	"github.com/runlens/runlens/exporter/ingest"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/fleet"
@@ -45,6 +46,7 @@ type config struct {
 	maxBytes                  int
 	dedupWindow, maxTypes     int
 	telemetryPath             string
+	ingestTokenFile           string
 	web                       *web.FlagConfig
 	log                       *promslog.Config
 }
@@ -80,6 +82,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	app.Flag("report.dedup-window", "How many recent report ids are remembered to drop redeliveries.").Default("100000").IntVar(&c.dedupWindow)
 	app.Flag("metrics.max-resource-types", "Distinct resource_type label values; further types are counted as \"other\".").Default("100").IntVar(&c.maxTypes)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.telemetryPath)
+	app.Flag("ingest.token-file", "Enables the Chef data collector endpoint "+datacollector.Path+" on the web listener; the file holds the token Chef sends in x-data-collector-token.").
+		Envar("RUNLENS_INGEST_TOKEN_FILE").StringVar(&c.ingestTokenFile)
 	c.web = kingpinflag.AddFlags(app, DefaultListenAddress)
 	promslogflag.AddFlags(app, c.log)
 	app.Version(versionString())
@@ -243,6 +247,25 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 			return err
 		}
 		mux.Handle("/", landing)
+	}
+	if c.ingestTokenFile != "" {
+		token, err := datacollector.LoadToken(c.ingestTokenFile)
+		if err != nil {
+			return err
+		}
+		pub, err := broker.NewLazyPublisher(c.amqpURL, c.exchange, logger)
+		if err != nil {
+			return err
+		}
+		defer pub.Close()
+		ingestHandler, err := datacollector.New(datacollector.Config{
+			Token: token, Publisher: pub, MaxBytes: int64(c.maxBytes), Logger: logger, Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+		mux.Handle(datacollector.Path, ingestHandler)
+		logger.Info("Chef data collector ingest enabled", "path", datacollector.Path)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

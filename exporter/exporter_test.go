@@ -533,3 +533,43 @@ func TestExporterWebConfigBasicAuth(t *testing.T) {
 		t.Errorf("wrong password: %d, want 401", code)
 	}
 }
+
+// Stock Chef clients POST to the exporter, which publishes to the exchange
+// and so feeds its own queue: the run shows up on /metrics.
+func TestExporterDataCollectorIngest(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("chef-token-123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, "--ingest.token-file="+tokenFile, "--history.replay=0")
+	h.start()
+	post := func(token string, body []byte) int {
+		req, _ := http.NewRequest("POST", "http://"+h.addr+"/data-collector/v0/", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("x-data-collector-token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	converge := fixture(t, "chef", "01-run_converge-ubuntu-success-92res.json")
+	if code := post("wrong", converge); code != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d", code)
+	}
+	if code := post("chef-token-123", fixture(t, "chef", "01-run_start-ubuntu-success.json")); code != http.StatusNoContent {
+		t.Fatalf("run_start: %d", code)
+	}
+	if code := post("chef-token-123", converge); code != http.StatusNoContent {
+		t.Fatalf("run_converge: %d", code)
+	}
+	h.waitFor("both messages", func() bool { return h.reports("chef_data_collector", "processed") == 2 })
+	m := h.scrape()
+	if got := m[nodeKey("runlens_last_run_updated_resources", "chefdk-ubuntu-16.04-tester-91bc78", "manhattan")]; got != 13 {
+		t.Errorf("updated resources of the posted run = %v, want 13", got)
+	}
+	if strings.Contains(h.logs.String(), "chef-token-123") {
+		t.Error("the ingest token was logged")
+	}
+}

@@ -57,6 +57,22 @@ func NewPublisher(ctx context.Context, url, exchange string, log *slog.Logger) (
 	return p, nil
 }
 
+// NewLazyPublisher is NewPublisher without the first dial: it connects at the
+// first Publish. A server that publishes on behalf of clients (the exporter's
+// HTTP ingest) must start while the broker is down and answer 503 until it is
+// back, rather than refuse to start.
+func NewLazyPublisher(url, exchange string, log *slog.Logger) (*Publisher, error) {
+	if err := validateURL(url); err != nil {
+		return nil, err
+	}
+	exchange = orDefault(exchange, DefaultExchange)
+	return &Publisher{
+		url:      url,
+		exchange: exchange,
+		log:      loggerOrDefault(log).With("url", RedactURL(url), "exchange", exchange),
+	}, nil
+}
+
 // channel returns the open confirm-mode channel, connecting again if the
 // previous connection was lost.
 func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, error) {
