@@ -181,23 +181,7 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			start := time.Now()
-			err := broker.Replay(ctx, broker.ReplayConfig{
-				URL:            c.amqpURL,
-				History:        broker.History{Stream: c.historyStream, Exchange: c.exchange, MaxAge: c.historyAge},
-				From:           start.Add(-c.historyReplay),
-				ConnectionName: "runlens-exporter-history",
-				Logger:         logger,
-			}, pipeline.Restore, func() {
-				caughtUp.Store(true)
-				logger.Info("history replayed", "nodes", state.Len(), "took", time.Since(start).Round(time.Millisecond))
-			})
-			if err != nil && ctx.Err() == nil {
-				// The replay only speeds up correct gauges; without it the
-				// exporter still works, so it is not fatal.
-				logger.Warn("history replay failed; per-node gauges fill in as runs arrive", "err", err)
-				caughtUp.Store(true)
-			}
+			replay(ctx, c, pipeline, state, &caughtUp, logger)
 		}()
 	} else {
 		caughtUp.Store(true)
@@ -289,6 +273,58 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	_ = srv.Shutdown(shutdownCtx)
 	logger.Info("stopped")
 	return runErr
+}
+
+// replayMaxWait bounds how long readiness waits for the history replay.
+const replayMaxWait = 2 * time.Minute
+
+// replay rebuilds the fleet's gauges from the history stream. The stream is
+// bound to the live exchange, so it never goes quiet on a busy fleet: the
+// replay ends at the first message published after it started (producers
+// that use runlens' publisher stamp every message), or after a pause in
+// traffic, or after replayMaxWait, whichever comes first. It only speeds up
+// correct gauges: without it the exporter still works, so a failure is not
+// fatal and never holds readiness past replayMaxWait.
+func replay(ctx context.Context, c *config, p *ingest.Pipeline, state *fleet.State, caughtUp *atomic.Bool, logger *slog.Logger) {
+	start := time.Now()
+	from := c.historyReplay
+	if c.nodeTTL > 0 {
+		// Nodes older than the TTL would only be expired again.
+		from = min(from, c.nodeTTL)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var once sync.Once
+	done := func(why string) {
+		once.Do(func() {
+			caughtUp.Store(true)
+			logger.Info("history replayed", "until", why, "nodes", state.Len(), "took", time.Since(start).Round(time.Millisecond))
+		})
+	}
+	deadline := time.AfterFunc(replayMaxWait, func() {
+		done("time limit")
+		stop()
+	})
+	defer deadline.Stop()
+	err := broker.Replay(rctx, broker.ReplayConfig{
+		URL:            c.amqpURL,
+		History:        broker.History{Stream: c.historyStream, Exchange: c.exchange, MaxAge: c.historyAge},
+		From:           start.Add(-from),
+		ConnectionName: "runlens-exporter-history",
+		Logger:         logger,
+	}, func(m broker.Message) {
+		if m.Timestamp.After(start) { // AMQP timestamps have whole seconds
+			// Published since the replay began: the counted queue has it.
+			done("live messages")
+			stop()
+			return
+		}
+		p.Restore(m)
+	}, func() { done("end of stream") })
+	if err != nil && ctx.Err() == nil && rctx.Err() == nil {
+		logger.Warn("history replay failed; per-node gauges fill in as runs arrive", "err", err)
+	}
+	done("stopped")
 }
 
 func expireLoop(ctx context.Context, state *fleet.State, ttl time.Duration, logger *slog.Logger) {

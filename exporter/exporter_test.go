@@ -573,3 +573,48 @@ func TestExporterDataCollectorIngest(t *testing.T) {
 		t.Error("the ingest token was logged")
 	}
 }
+
+// On a busy fleet the history stream never goes quiet: the replay must still
+// end (at the first message published after it began) and the exporter
+// become ready.
+func TestExporterReadyWhileReportsKeepArriving(t *testing.T) {
+	h := newHarness(t)
+	h.start() // declares the exchange, queue and stream
+	h.stop()
+
+	p, err := broker.NewPublisher(context.Background(), rabbittest.URL, h.exchange, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	stop := make(chan struct{})
+	published := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { published <- n }()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				n++
+				if p.Publish(context.Background(), handlerReport(fmt.Sprintf("busy-%d", n%20), "prod", fmt.Sprint("busy-", n), time.Now(), "success"), nil) != nil {
+					return
+				}
+			}
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond) // history to replay, and traffic with no pause
+
+	h2 := newHarness(t)
+	h2.exchange, h2.queue, h2.dlq, h2.stream = h.exchange, h.queue, h.dlq, h.stream
+	h2.start() // fails after 30 s if the replay never ends
+	close(stop)
+	n := <-published
+	h2.waitFor("every report counted", func() bool { return h2.reports("chef_handler", "processed") == float64(n) })
+	if !strings.Contains(h2.logs.String(), "history replayed") {
+		t.Errorf("no replay logged:\n%s", h2.logs)
+	}
+}

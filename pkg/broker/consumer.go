@@ -255,10 +255,30 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 	returns := pch.NotifyReturn(make(chan amqp.Return, 16))
 
 	tag := fmt.Sprintf("%s-%d-%s", c.cfg.ConnectionName, os.Getpid(), randomSuffix())
-	deliveries, err := ch.Consume(c.cfg.Topology.Queue, tag, false, false, false, false, nil)
+	consumed, err := ch.Consume(c.cfg.Topology.Queue, tag, false, false, false, false, nil)
 	if err != nil {
 		return 0, fmt.Errorf("basic.consume: %w", err)
 	}
+	// amqp091-go hands deliveries over an unbuffered channel, so whether
+	// more are waiting cannot be seen on it. A pump moves them into a
+	// channel sized to the prefetch (the broker never has more outstanding),
+	// which tells the loop below when to batch acks and preparation.
+	deliveries := make(chan amqp.Delivery, c.cfg.Prefetch+1)
+	go func() {
+		defer close(deliveries)
+		for d := range consumed {
+			deliveries <- d
+		}
+	}()
+	// consumed closes with the channel or connection; then the pump closes
+	// deliveries. Whatever the session leaves unread is drained so the
+	// pump never blocks (those deliveries return to the queue unacked).
+	defer func() {
+		go func() {
+			for range deliveries {
+			}
+		}()
+	}()
 	c.consuming.Store(true)
 	defer c.consuming.Store(false)
 	start := time.Now()
@@ -276,6 +296,8 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 		case e := <-chClosed:
 			return time.Since(start), closedErr("channel", e)
 		case e := <-pchClosed:
+			// The consuming channel still works: settle what was handled.
+			_ = s.flushAcks()
 			return time.Since(start), closedErr("publishing channel", e)
 		case d, ok := <-deliveries:
 			if !ok {
@@ -285,8 +307,16 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 			if c.cfg.Prepare != nil {
 				// Only this goroutine receives, so a waiting delivery is
 				// there to take without blocking.
+				// A closed channel is noticed at the next receive above;
+				// a zero Delivery must never enter a batch (tag 0 with
+				// multiple=true would ack everything outstanding).
+			fill:
 				for len(batch) < prepareBatch && len(deliveries) > 0 {
-					batch = append(batch, <-deliveries)
+					next, ok := <-deliveries
+					if !ok {
+						break fill
+					}
+					batch = append(batch, next)
 				}
 			}
 			s.batch = batch
@@ -435,10 +465,10 @@ func (s *consumerSession) handle(d amqp.Delivery, prepared any, more bool) error
 			if nerr := s.ch.Nack(d.DeliveryTag, false, true); nerr != nil {
 				return fmt.Errorf("basic.nack: %w", nerr)
 			}
-			if s.pch.IsClosed() {
-				return err
-			}
-			return nil
+			// End the session: the reconnect (with backoff) declares the
+			// topology again, which restores a deleted dead-letter queue,
+			// instead of spinning on redeliveries of the same message.
+			return fmt.Errorf("dead-lettering failed: %w", err)
 		}
 		// Debug only: the handler knows what the message was and logs the
 		// rejection itself (rate-limited); one line per message is enough.

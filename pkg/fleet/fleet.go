@@ -85,9 +85,9 @@ type Node struct {
 	ConvergingSince time.Time
 	convergingRun   string
 
-	// Seen is the newest report time (run end, or start) seen for the node,
-	// capped at the time it was applied so a node with a clock in the future
-	// cannot outlive its TTL.
+	// Seen is when the node was last heard from: the time a counted report
+	// was applied, or a restored report's own time (capped at the time it
+	// was restored). --node.ttl expires nodes by it.
 	Seen time.Time
 }
 
@@ -142,12 +142,18 @@ func (s *State) apply(r *report.Run, now time.Time, count bool) {
 		n = &Node{Name: r.Node}
 		s.nodes[r.Node] = n
 	}
-	seen := r.End
-	if r.Kind == report.KindStart {
-		seen = r.Start
-	}
-	if seen.IsZero() || seen.After(now) {
-		seen = now
+	// A counted report was heard now. A restored one (history) was heard
+	// when it was sent, which the report's own time stands for; capped at
+	// now so a node with a clock in the future cannot outlive its TTL.
+	seen := now
+	if !count {
+		seen = r.End
+		if r.Kind == report.KindStart {
+			seen = r.Start
+		}
+		if seen.IsZero() || seen.After(now) {
+			seen = now
+		}
 	}
 	if seen.After(n.Seen) {
 		n.Seen = seen

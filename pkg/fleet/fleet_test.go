@@ -205,3 +205,15 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("runs = %d", runs)
 	}
 }
+
+// A counted report means the node was heard from now, whatever its clock
+// says; a restored one is as old as the report.
+func TestSeenIsArrivalForCountedReports(t *testing.T) {
+	s := New(Options{})
+	s.Apply(run("slow-clock", "a", t0.Add(-48*time.Hour), report.StatusSuccess, 0), t0)
+	s.Restore(run("old-history", "b", t0.Add(-3*time.Hour), report.StatusSuccess, 0), t0)
+	gone := s.Expire(t0.Add(30*time.Minute), time.Hour)
+	if len(gone) != 1 || gone[0] != "old-history" {
+		t.Fatalf("expired %v, want [old-history]", gone)
+	}
+}
