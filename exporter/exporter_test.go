@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/runlens/runlens/internal/fixtures"
 	"github.com/runlens/runlens/internal/rabbittest"
+	"github.com/runlens/runlens/internal/testlog"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/report"
 	"github.com/runlens/runlens/pkg/simulator"
@@ -37,24 +37,7 @@ type harness struct {
 	extra                        []string
 	cancel                       context.CancelFunc
 	done                         chan int
-	logs                         *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs                         *testlog.Buffer
 }
 
 func newHarness(t *testing.T, extra ...string) *harness {
@@ -66,7 +49,7 @@ func newHarness(t *testing.T, extra ...string) *harness {
 		stream:   rabbittest.Name(t, "hist"),
 		url:      rabbittest.URL,
 		extra:    extra,
-		logs:     &syncBuffer{},
+		logs:     &testlog.Buffer{},
 	}
 	h.dlq = h.queue + ".dead"
 	rabbittest.DeleteQueues(t, h.queue, h.dlq, h.stream)

@@ -20,6 +20,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/runlens/runlens/internal/fixtures"
+	"github.com/runlens/runlens/internal/testlog"
 )
 
 const testToken = "tok-3f9c2a7e-SECRET-d41d8cd98f00"
@@ -68,34 +69,16 @@ func (f *fakePublisher) set(err error, block bool) {
 	f.err, f.block = err, block
 }
 
-// logBuffer is a goroutine-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testEnv struct {
 	h    *handler
 	pub  *fakePublisher
-	logs *logBuffer
+	logs *testlog.Buffer
 	reg  *prometheus.Registry
 }
 
 func newEnv(t *testing.T, mod func(*Config)) *testEnv {
 	t.Helper()
-	env := &testEnv{pub: &fakePublisher{}, logs: &logBuffer{}, reg: prometheus.NewRegistry()}
+	env := &testEnv{pub: &fakePublisher{}, logs: &testlog.Buffer{}, reg: prometheus.NewRegistry()}
 	cfg := Config{
 		Token:      []byte(testToken),
 		Publisher:  env.pub,

@@ -16,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/runlens/runlens/internal/rabbittest"
+	"github.com/runlens/runlens/internal/testlog"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/report"
 )
@@ -87,8 +88,8 @@ func postChef(t *testing.T, srv *httptest.Server, body []byte) (int, string) {
 	return resp.StatusCode, resp.Header.Get("Retry-After")
 }
 
-func testLogger(t *testing.T) (*slog.Logger, *logBuffer) {
-	logs := &logBuffer{}
+func testLogger(t *testing.T) (*slog.Logger, *testlog.Buffer) {
+	logs := &testlog.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", logs)

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,29 +10,11 @@ import (
 	"time"
 
 	"github.com/runlens/runlens/internal/rabbittest"
+	"github.com/runlens/runlens/internal/testlog"
 )
 
-// logBuffer collects log output for assertions while also showing it in
-// the test's output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func testLogger(t *testing.T) (*slog.Logger, *testlog.Buffer) {
+	buf := &testlog.Buffer{}
 	w := io.MultiWriter(t.Output(), buf)
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
