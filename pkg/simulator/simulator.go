@@ -25,7 +25,8 @@ type Config struct {
 	// Formats are picked per node, round robin, so every format is present
 	// in any fleet of three nodes or more.
 	Formats []report.Format
-	// FailureRate is the chance that a run fails.
+	// FailureRate is the chance that a run fails; negative means never
+	// (zero takes the default).
 	FailureRate float64
 	// Resources is the typical number of resources a Chef run evaluates.
 	Resources int
@@ -35,6 +36,12 @@ type Config struct {
 	NodeAttributeBytes int
 	// Seed makes the fleet and its runs reproducible.
 	Seed uint64
+	// Scenario rolls changes out to the fleet (see Scenario); the zero
+	// value is steady: no changes.
+	Scenario Scenario
+	// ScenarioStart is the time the scenario's offsets count from; zero
+	// means the end time of the first run the fleet makes.
+	ScenarioStart time.Time
 }
 
 // Defaults fills the zero fields.
@@ -83,6 +90,9 @@ type Fleet struct {
 	rng     *rand.Rand
 	padding string
 	seq     uint64
+	plan    *plan
+	started bool
+	start   time.Time
 }
 
 // New builds the fleet's nodes.
@@ -103,6 +113,10 @@ func New(cfg Config) *Fleet {
 	if cfg.NodeAttributeBytes > 0 {
 		f.padding = strings.Repeat("x", cfg.NodeAttributeBytes)
 	}
+	if len(cfg.Scenario.Steps) > 0 {
+		f.plan = compile(cfg.Scenario, f.Nodes, cfg.Seed)
+	}
+	f.start, f.started = cfg.ScenarioStart, !cfg.ScenarioStart.IsZero()
 	return f
 }
 
@@ -123,12 +137,55 @@ type Run struct {
 	Failed   bool
 	Updated  int
 	Messages [][]byte
+	// Start and End are the run's times; a data collector's run_start
+	// (Messages[0]) is meant to be sent at Start, the last message at End.
+	Start, End time.Time
+	// Change is the scenario change this run applied (or, for a bad run
+	// change, failed on); empty for an ordinary run. Wave is the wave (from
+	// 0) that brought it to the node.
+	Change string
+	Wave   int
+}
+
+// MaxRunDuration bounds a simulated run's duration: its start is at most this
+// long before its end.
+const MaxRunDuration = 120 * time.Second
+
+// ScenarioStart is the time the scenario's offsets count from (zero until
+// the first run when Config.ScenarioStart was zero).
+func (f *Fleet) ScenarioStart() time.Time { return f.start }
+
+// runPlan is what one run does, for the format writers.
+type runPlan struct {
+	role           string
+	total, updated int
+	failed         bool
+	// override names resources by index (the change's resources).
+	override map[int][2]string
+	errClass string
+	errMsg   string
+	change   string // the bad run change the run fails on
+}
+
+func (p *runPlan) resource(i int) (typ, name string) {
+	if o, ok := p.override[i]; ok {
+		return o[0], o[1]
+	}
+	typ = resourceTypes[(i*7+len(resourceTypes))%len(resourceTypes)]
+	return typ, fmt.Sprintf("/etc/app/conf.d/%03d.conf", i)
 }
 
 // NextRun makes the next run of node i ending at end.
 func (f *Fleet) NextRun(i int, end time.Time, outcome Outcome) Run {
 	n := &f.Nodes[i]
 	f.seq++
+	if !f.started {
+		f.start, f.started = end, true
+	}
+	step, wave := -1, -1
+	if f.plan != nil {
+		step, wave = f.plan.due(i, end.Sub(f.start))
+	}
 	failed := outcome == Fail || outcome == Random && f.rng.Float64() < f.cfg.FailureRate
 	dur := time.Duration(20+f.rng.IntN(100)) * time.Second
 	start := end.Add(-dur)
@@ -143,20 +200,61 @@ func (f *Fleet) NextRun(i int, end time.Time, outcome Outcome) Run {
 	if failed && updated >= total {
 		updated = total - 1 // the last resource is the one that fails
 	}
-	r := Run{Node: n, Failed: failed, Updated: updated}
+	p := &runPlan{role: n.Role, total: total, updated: updated, failed: failed, errClass: errClass, errMsg: errMessage}
+	r := Run{Node: n, Start: start, End: end, Wave: -1}
+	if step >= 0 {
+		f.applyChange(p, i, step, outcome)
+		r.Change, r.Wave = f.plan.sc.Steps[step].Change, wave
+	}
+	r.Failed, r.Updated = p.failed, p.updated
 	switch n.Format {
 	case report.FormatChefDataCollector:
 		r.ID = f.uuid()
-		r.Messages = [][]byte{f.runStart(n, r.ID, start), f.runConverge(n, r.ID, start, end, total, updated, failed)}
+		r.Messages = [][]byte{f.runStart(n, r.ID, start), f.runConverge(n, r.ID, start, end, p)}
 	case report.FormatSalt:
 		jid := end.UTC().Format("20060102150405") + fmt.Sprintf("%06d", f.seq%1_000_000)
 		r.ID = jid + "/" + n.Name
-		r.Messages = [][]byte{f.saltReturn(n, jid, end, total, updated, failed)}
+		r.Messages = [][]byte{f.saltReturn(n, jid, end, p)}
 	default:
 		r.ID = f.uuid()
-		r.Messages = [][]byte{f.handler(n, r.ID, start, end, updated, failed)}
+		r.Messages = [][]byte{f.handler(n, r.ID, start, end, p)}
 	}
 	return r
+}
+
+// applyChange makes run p of node i apply (or fail on) scenario step step.
+// An explicit outcome (Succeed, Fail) wins over a bad run change.
+func (f *Fleet) applyChange(p *runPlan, i, step int, outcome Outcome) {
+	st := f.plan.sc.Steps[step]
+	confType, relType := "template", "file"
+	if f.Nodes[i].Format == report.FormatSalt {
+		confType = "file"
+	}
+	if st.Bad && st.BadKind == BadRun && outcome == Random {
+		// The change's template is the resource that fails; the node keeps
+		// failing on it until a later step reaches it.
+		p.failed = true
+		p.total = max(p.total, 2)
+		p.updated = min(p.updated, p.total-1)
+		p.override = map[int][2]string{p.total - 1: {confType, ConfigResource(st.Role)}}
+		p.change = st.Change
+		p.errClass = "Chef::Mixin::Template::TemplateError"
+		p.errMsg = fmt.Sprintf("template[%s] (%s::default line 12) had an error: Chef::Mixin::Template::TemplateError: undefined method `[]' for nil:NilClass (change %s)",
+			ConfigResource(st.Role), st.Role, st.Change)
+		return
+	}
+	// The run applies the change: its template and release marker are the
+	// first resources it updates.
+	p.total = max(p.total, 3)
+	p.updated = max(p.updated, 2)
+	if p.failed && p.updated >= p.total {
+		p.updated = p.total - 1
+	}
+	p.override = map[int][2]string{
+		0: {confType, ConfigResource(st.Role)},
+		1: {relType, ReleaseResource(st.Role, st.Change, st.Bad && st.BadKind == BadService)},
+	}
+	f.plan.applied[i] = step
 }
 
 // Round makes one run for every node, their end times spread evenly over
@@ -181,18 +279,14 @@ func (f *Fleet) uuid() string {
 var resourceTypes = []string{"file", "template", "package", "service", "directory", "execute", "user", "cron", "link", "apt_package"}
 var saltModules = []string{"file", "pkg", "service", "cmd", "user", "cron", "git"}
 
-func (f *Fleet) resource(i int) (typ, name string) {
-	typ = resourceTypes[(i*7+len(resourceTypes))%len(resourceTypes)]
-	return typ, fmt.Sprintf("/etc/app/conf.d/%03d.conf", i)
-}
-
 const errClass = "Chef::Exceptions::Exec"
 const errMessage = "execute[migrate-db] (app::deploy line 42) had an error: Chef::Exceptions::Exec: Expected process to exit with [0], but received '1'"
 
-func (f *Fleet) handler(n *Node, id string, start, end time.Time, updated int, failed bool) []byte {
+func (f *Fleet) handler(n *Node, id string, start, end time.Time, p *runPlan) []byte {
+	updated, failed := p.updated, p.failed
 	res := make([]string, updated)
 	for i := range res {
-		t, name := f.resource(i)
+		t, name := p.resource(i)
 		res[i] = t + "[" + name + "]"
 	}
 	m := map[string]any{
@@ -204,7 +298,7 @@ func (f *Fleet) handler(n *Node, id string, start, end time.Time, updated int, f
 		"chef_version": "18.5.0", "platform": "ubuntu", "depends_on": f.cfg.DependsOn[n.Role],
 	}
 	if failed {
-		m["error"] = map[string]any{"class": errClass, "message": errMessage, "backtrace": []string{"/opt/chef/lib/chef/mixin/shell_out.rb:181:in `shell_out!'"}}
+		m["error"] = map[string]any{"class": p.errClass, "message": p.errMsg, "backtrace": []string{"/opt/chef/lib/chef/mixin/shell_out.rb:181:in `shell_out!'"}}
 	}
 	return mustJSON(m)
 }
@@ -217,10 +311,11 @@ func (f *Fleet) runStart(n *Node, id string, start time.Time) []byte {
 	})
 }
 
-func (f *Fleet) runConverge(n *Node, id string, start, end time.Time, total, updated int, failed bool) []byte {
+func (f *Fleet) runConverge(n *Node, id string, start, end time.Time, p *runPlan) []byte {
+	total, updated, failed := p.total, p.updated, p.failed
 	resources := make([]map[string]any, 0, total)
 	for i := range total {
-		t, name := f.resource(i)
+		t, name := p.resource(i)
 		st := "up-to-date"
 		if i < updated {
 			st = "updated"
@@ -254,16 +349,20 @@ func (f *Fleet) runConverge(n *Node, id string, start, end time.Time, total, upd
 		},
 	}
 	if failed {
-		m["error"] = map[string]any{"class": errClass, "message": errMessage, "backtrace": []string{}, "description": map[string]any{}}
+		m["error"] = map[string]any{"class": p.errClass, "message": p.errMsg, "backtrace": []string{}, "description": map[string]any{}}
 	}
 	return mustJSON(m)
 }
 
-func (f *Fleet) saltReturn(n *Node, jid string, end time.Time, total, updated int, failed bool) []byte {
+func (f *Fleet) saltReturn(n *Node, jid string, end time.Time, p *runPlan) []byte {
+	total, updated, failed := p.total, p.updated, p.failed
 	states := make(map[string]any, total)
 	for i := range total {
 		mod := saltModules[i%len(saltModules)]
 		name := fmt.Sprintf("/srv/app/%03d", i)
+		if o, ok := p.override[i]; ok {
+			mod, name = o[0], o[1]
+		}
 		changes := map[string]any{}
 		if i < updated {
 			changes = map[string]any{"diff": "New file"}
@@ -272,6 +371,9 @@ func (f *Fleet) saltReturn(n *Node, jid string, end time.Time, total, updated in
 		comment := "File " + name + " is in the correct state"
 		if failed && i == total-1 {
 			result, comment = false, "The following packages failed to install/update: app-server"
+			if p.change != "" {
+				comment = "Unable to manage file: Jinja variable 'dict object' has no attribute 'port' (change " + p.change + ")"
+			}
 		}
 		key := mod + "_|-" + fmt.Sprintf("state-%03d", i) + "_|-" + name + "_|-managed"
 		states[key] = map[string]any{
