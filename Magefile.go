@@ -23,12 +23,15 @@ var fuzzTargets = map[string][]string{
 	"./pkg/report": {"FuzzDecode", "FuzzFastMatchesStd"},
 }
 
-// Build builds the exporter, the simulator and the benchmark into bin/.
+// Build builds the exporter, the simulator, the demo app and the benchmark
+// into bin/, and the datasource plugin into datasource/dist.
 func Build() error {
+	mg.SerialDeps(Plugin)
 	for _, cmd := range []struct{ out, pkg string }{
 		{"bin/runlens-exporter", "./exporter"},
 		{"bin/runlens-sim", "./cmd/runlens-sim"},
 		{"bin/runlens-bench", "./cmd/runlens-bench"},
+		{"bin/runlens-demo-app", "./cmd/runlens-demo-app"},
 	} {
 		if err := sh.RunV("go", "build", "-o", cmd.out, cmd.pkg); err != nil {
 			return err
@@ -37,9 +40,67 @@ func Build() error {
 	return nil
 }
 
+// pluginID is the datasource plugin's id; Grafana runs the backend binary
+// named gpx_<id>_<os>_<arch> from the plugin directory.
+const pluginID = "runlens-topology-datasource"
+
+// Plugin builds the datasource plugin into datasource/dist, the layout
+// Grafana loads: the frontend (module.js, plugin.json, img/) and the backend
+// for linux/amd64 and linux/arm64.
+func Plugin() error {
+	mg.SerialDeps(PluginFrontend, PluginBackend)
+	return nil
+}
+
+// PluginBackend cross-compiles the plugin's backend binaries.
+func PluginBackend() error {
+	for _, arch := range []string{"amd64", "arm64"} {
+		env := map[string]string{"GOOS": "linux", "GOARCH": arch, "CGO_ENABLED": "0"}
+		out := "datasource/dist/gpx_" + pluginID + "_linux_" + arch
+		if err := sh.RunWithV(env, "go", "build", "-trimpath", "-o", out, "./datasource"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PluginFrontend installs the frontend's npm packages (from the lock file)
+// and builds datasource/dist/module.js.
+func PluginFrontend() error {
+	return npm("ci", "run build")
+}
+
+// FrontendTest type-checks and builds the frontend, then runs its unit
+// tests (one of which loads the built module.js as Grafana does).
+func FrontendTest() error {
+	return npm("ci", "run typecheck", "run build", "test")
+}
+
+// npm runs npm commands in datasource/.
+func npm(cmds ...string) error {
+	for _, c := range cmds {
+		cmd := exec.Command("npm", append(strings.Fields(c), "--no-audit", "--no-fund")...)
+		if strings.HasPrefix(c, "run ") || c == "test" {
+			cmd = exec.Command("npm", strings.Fields(c)...)
+		}
+		cmd.Dir = "datasource"
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("npm %s: %w", c, err)
+		}
+	}
+	return nil
+}
+
 // Lint fails on unformatted files and go vet findings.
 func Lint() error {
-	out, err := sh.Output("gofmt", "-l", ".")
+	// The module's own package directories, not node_modules (an npm
+	// package may ship Go files of its own).
+	dirs, err := sh.Output("go", "list", "-f", "{{.Dir}}", "./...")
+	if err != nil {
+		return err
+	}
+	out, err := sh.Output("gofmt", append([]string{"-l", "Magefile.go", "mage.go"}, strings.Fields(dirs)...)...)
 	if err != nil {
 		return err
 	}
@@ -49,11 +110,16 @@ func Lint() error {
 	return sh.RunV("go", "vet", "./...")
 }
 
-// Test runs lint, every test with the race detector (integration tests need
-// RabbitMQ on 127.0.0.1:5672), then each fuzz target for a short while.
+// Test runs lint, every Go test with the race detector (integration tests
+// need RabbitMQ on 127.0.0.1:5672, and the Debian packages the README
+// lists), the frontend's type-check and tests, then each fuzz target for a
+// short while.
 func Test() error {
 	mg.SerialDeps(Lint)
 	if err := sh.RunV("go", "test", "-race", "-count=1", "-timeout=20m", "./..."); err != nil {
+		return err
+	}
+	if err := FrontendTest(); err != nil {
 		return err
 	}
 	return Fuzz()

@@ -50,20 +50,38 @@ type Filter struct {
 
 // Match reports whether n passes the filter.
 func (f Filter) Match(n *fleet.Node) bool {
-	if f.Environment != "" && n.Environment != f.Environment {
-		return false
-	}
-	if f.Role != "" && !hasRole(n, f.Role) {
-		return false
-	}
-	return f.Node == nil || f.Node.MatchString(n.Name)
+	return MatchEnvironment(f.Environment, n.Environment) && MatchRoles(f.Role, n.Roles) &&
+		(f.Node == nil || f.Node.MatchString(n.Name))
 }
 
-func hasRole(n *fleet.Node, role string) bool {
-	if len(n.Roles) == 0 {
-		return role == NoRole
+// MatchEnvironment reports whether env is in list, a comma-separated list of
+// environments (a dashboard variable with several values, or All, arrives
+// as one); an empty list matches every environment.
+func MatchEnvironment(list, env string) bool {
+	if list == "" {
+		return true
 	}
-	return slices.Contains(n.Roles, role)
+	for item := range strings.SplitSeq(list, ",") {
+		if strings.TrimSpace(item) == env {
+			return true
+		}
+	}
+	return false
+}
+
+// MatchRoles reports whether any of roles (none at all counts as NoRole) is
+// in list, a comma-separated list of roles; an empty list matches all.
+func MatchRoles(list string, roles []string) bool {
+	if list == "" {
+		return true
+	}
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if len(roles) == 0 && item == NoRole || slices.Contains(roles, item) {
+			return true
+		}
+	}
+	return false
 }
 
 // Options of Frames.

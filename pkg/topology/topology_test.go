@@ -492,3 +492,18 @@ func BenchmarkFrames(b *testing.B) {
 		}
 	}
 }
+
+// Dashboard variables with several values (or All) arrive as comma lists.
+func TestFilterTakesCommaLists(t *testing.T) {
+	for _, c := range []struct {
+		list, env string
+		want      bool
+	}{{"", "prod", true}, {"prod", "prod", true}, {"dev,prod", "prod", true}, {"dev, prod", "prod", true}, {"dev,staging", "prod", false}} {
+		if got := MatchEnvironment(c.list, c.env); got != c.want {
+			t.Errorf("MatchEnvironment(%q, %q) = %v", c.list, c.env, got)
+		}
+	}
+	if !MatchRoles("db,web", []string{"base", "web"}) || MatchRoles("db", []string{"web"}) || !MatchRoles("db,"+NoRole, nil) {
+		t.Error("MatchRoles on lists")
+	}
+}

@@ -1,0 +1,73 @@
+import {
+  AnnotationQuery,
+  CoreApp,
+  DataSourceInstanceSettings,
+  ScopedVars,
+  StreamingFrameAction,
+} from '@grafana/data';
+import { DataSourceWithBackend, getTemplateSrv, StreamOptionsProvider } from '@grafana/runtime';
+
+import { DEFAULT_ANNOTATION_QUERY, DEFAULT_QUERY, RunlensOptions, RunlensQuery } from './types';
+
+/**
+ * How many rows a streamed frame may hold. A topology frame is the whole fleet, replaced on every
+ * update, so the limit only has to be larger than any fleet; Grafana's default (the panel's
+ * maxDataPoints, else 500) would cut a large fleet's nodes and edges off.
+ */
+export const STREAM_MAX_ROWS = 100_000;
+
+/**
+ * Topology frames arrive over Grafana Live; every message is the complete, sorted node (or edge)
+ * list, so the panel must replace the frame rather than append rows to it.
+ */
+export const replaceStreamOptions: StreamOptionsProvider<RunlensQuery> = () => ({
+  action: StreamingFrameAction.Replace,
+  maxLength: STREAM_MAX_ROWS,
+});
+
+export class DataSource extends DataSourceWithBackend<RunlensQuery, RunlensOptions> {
+  constructor(instanceSettings: DataSourceInstanceSettings<RunlensOptions>) {
+    super(instanceSettings);
+    this.streamOptionsProvider = replaceStreamOptions;
+    // Run changes as annotations with the standard annotation editor (which shows this plugin's
+    // QueryEditor); the backend answers a `changes` query with time, timeEnd, title, text, tags.
+    this.annotations = {
+      getDefaultQuery: () => ({ ...DEFAULT_ANNOTATION_QUERY }),
+      prepareQuery: (anno: AnnotationQuery<RunlensQuery>): RunlensQuery => {
+        const target = anno.target;
+        return {
+          ...target,
+          refId: target?.refId || 'Anno',
+          queryType: target?.queryType ?? 'changes',
+        };
+      },
+    };
+  }
+
+  getDefaultQuery(_app: CoreApp): Partial<RunlensQuery> {
+    return { ...DEFAULT_QUERY };
+  }
+
+  /** Hidden queries are not sent to the backend. */
+  filterQuery(query: RunlensQuery): boolean {
+    return !query.hide;
+  }
+
+  /**
+   * Interpolates dashboard variables. `node` is a regular expression, so a multi-value variable
+   * becomes an alternation of escaped values, `(a|b)`; `environment` and `role` are names, so a
+   * multi-value variable becomes a comma-separated list.
+   */
+  applyTemplateVariables(query: RunlensQuery, scopedVars: ScopedVars): RunlensQuery {
+    const templateSrv = getTemplateSrv();
+    const interpolate = (value: string | undefined, format: string): string | undefined =>
+      value ? templateSrv.replace(value, scopedVars, format) : value;
+    return {
+      ...query,
+      queryType: query.queryType ?? DEFAULT_QUERY.queryType,
+      environment: interpolate(query.environment, 'csv'),
+      role: interpolate(query.role, 'csv'),
+      node: interpolate(query.node, 'regex'),
+    };
+  }
+}

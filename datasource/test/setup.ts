@@ -1,0 +1,36 @@
+import '@testing-library/jest-dom/vitest';
+
+// jsdom lacks a few browser APIs @grafana/ui touches when rendering.
+if (!window.matchMedia) {
+  Object.defineProperty(window, 'matchMedia', {
+    writable: true,
+    value: (query: string) => ({
+      matches: false,
+      media: query,
+      onchange: null,
+      addListener: () => {},
+      removeListener: () => {},
+      addEventListener: () => {},
+      removeEventListener: () => {},
+      dispatchEvent: () => false,
+    }),
+  });
+}
+if (!('ResizeObserver' in window)) {
+  class ResizeObserver {
+    observe() {}
+    unobserve() {}
+    disconnect() {}
+  }
+  Object.defineProperty(window, 'ResizeObserver', { writable: true, value: ResizeObserver });
+  Object.defineProperty(globalThis, 'ResizeObserver', { writable: true, value: ResizeObserver });
+}
+
+// @grafana/ui's Icon fetches its SVGs over HTTP with react-inlinesvg, which jsdom cannot serve
+// and which updates state outside act(): draw an empty <svg> instead.
+vi.mock('react-inlinesvg', async () => {
+  const React = await import('react');
+  const InlineSVG = ({ title }: { title?: string }) =>
+    React.createElement('svg', { 'data-testid': 'icon', 'aria-label': title });
+  return { default: InlineSVG, __esModule: true };
+});
