@@ -3,8 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -600,4 +608,92 @@ func TestExporterReadyWhileReportsKeepArriving(t *testing.T) {
 	if !strings.Contains(h2.logs.String(), "history replayed") {
 		t.Errorf("no replay logged:\n%s", h2.logs)
 	}
+}
+
+// TLS and basic auth together, end to end through exporter-toolkit: the
+// exporter serves HTTPS only, with the certificate from the web config, and
+// /metrics needs the password.
+func TestExporterWebConfigTLS(t *testing.T) {
+	dir := t.TempDir()
+	caPool, certFile, keyFile := selfSignedCert(t, dir)
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "web.yml")
+	webConfig := "tls_server_config:\n  cert_file: " + certFile + "\n  key_file: " + keyFile +
+		"\nbasic_auth_users:\n  prometheus: " + string(hash) + "\n"
+	if err := os.WriteFile(cfg, []byte(webConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t)
+	h.addr = freeAddr(t)
+	args := []string{"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
+		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--web.config.file=" + cfg, "--history.replay=0"}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan int, 1)
+	go func() { h.done <- run(ctx, args, io.Discard, h.logs) }()
+	t.Cleanup(h.stop)
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
+	get := func(c *http.Client, scheme, user, pw string) int {
+		req, _ := http.NewRequest("GET", scheme+"://"+h.addr+"/metrics", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pw)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	h.waitFor("https listener", func() bool { return get(client, "https", "prometheus", "scrape-pw") == http.StatusOK })
+	if code := get(client, "https", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("https without credentials: %d, want 401", code)
+	}
+	if code := get(http.DefaultClient, "http", "prometheus", "scrape-pw"); code == http.StatusOK {
+		t.Error("plain http was served although the web config asks for TLS")
+	}
+	if code := get(http.DefaultClient, "https", "prometheus", "scrape-pw"); code != 0 {
+		t.Errorf("a client that does not trust the CA got %d, want a TLS error", code)
+	}
+}
+
+// selfSignedCert writes a CA-signed server certificate for 127.0.0.1.
+func selfSignedCert(t *testing.T, dir string) (*x509.CertPool, string, string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "runlens test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "runlens-exporter"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, certFile, keyFile
 }
