@@ -78,6 +78,20 @@ func freeAddr(t *testing.T) string {
 // start runs the exporter and waits until it is ready.
 func (h *harness) start() {
 	h.t.Helper()
+	h.launch()
+	h.waitFor("ready", func() bool {
+		resp, err := http.Get("http://" + h.addr + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// launch runs the exporter without waiting for it.
+func (h *harness) launch() {
+	h.t.Helper()
 	h.addr = freeAddr(h.t)
 	args := append([]string{
 		"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
@@ -87,14 +101,6 @@ func (h *harness) start() {
 	h.cancel, h.done = cancel, make(chan int, 1)
 	go func() { h.done <- run(ctx, args, io.Discard, h.logs) }()
 	h.t.Cleanup(h.stop)
-	h.waitFor("ready", func() bool {
-		resp, err := http.Get("http://" + h.addr + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 }
 
 func (h *harness) stop() {
@@ -495,15 +501,9 @@ func TestExporterWebConfigBasicAuth(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t)
 	// start() polls /-/ready, which is behind the same auth: poll by hand.
-	h.addr = freeAddr(t)
-	args := []string{"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
-		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--web.config.file=" + cfg, "--history.replay=0"}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan int, 1)
-	go func() { h.done <- run(ctx, args, io.Discard, h.logs) }()
-	t.Cleanup(h.stop)
+	h := newHarness(t, "--web.config.file="+cfg, "--history.replay=0")
+	h.launch()
 	get := func(user, pw string) int {
 		req, _ := http.NewRequest("GET", "http://"+h.addr+"/metrics", nil)
 		if user != "" {
@@ -626,14 +626,8 @@ func TestExporterWebConfigTLS(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(webConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t)
-	h.addr = freeAddr(t)
-	args := []string{"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
-		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--web.config.file=" + cfg, "--history.replay=0"}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan int, 1)
-	go func() { h.done <- run(ctx, args, io.Discard, h.logs) }()
-	t.Cleanup(h.stop)
+	h := newHarness(t, "--web.config.file="+cfg, "--history.replay=0")
+	h.launch()
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
 	get := func(c *http.Client, scheme, user, pw string) int {
