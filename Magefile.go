@@ -112,8 +112,8 @@ func Lint() error {
 
 // Test runs lint, every Go test with the race detector (integration tests
 // need RabbitMQ on 127.0.0.1:5672, and the Debian packages the README
-// lists), the frontend's type-check and tests, then each fuzz target for a
-// short while.
+// lists), the frontend's type-check and tests, each fuzz target for a short
+// while, then the fault suite.
 func Test() error {
 	mg.SerialDeps(Lint)
 	if err := sh.RunV("go", "test", "-race", "-count=1", "-timeout=20m", "./..."); err != nil {
@@ -122,7 +122,18 @@ func Test() error {
 	if err := FrontendTest(); err != nil {
 		return err
 	}
-	return Fuzz()
+	if err := Fuzz(); err != nil {
+		return err
+	}
+	return Faults()
+}
+
+// Faults runs the fault suite (faults/, build tag "faults"): kill -9 of the
+// exporter mid-flow, a RabbitMQ restart mid-stream, a poison flood, three
+// replicas. It stops and starts the local broker, so it runs on its own,
+// after every other test.
+func Faults() error {
+	return sh.RunV("go", "test", "-tags", "faults", "-count=1", "-timeout=15m", "-v", "./faults/")
 }
 
 // Fuzz runs each fuzz target for FUZZTIME (default 15s).
