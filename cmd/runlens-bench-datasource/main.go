@@ -58,13 +58,11 @@ const (
 	// on ~6,700 app nodes and the edge count explode.
 	nodesPerEnvironment = 50
 	// replayIdleAfter is broker.ReplayConfig's default IdleAfter, which the
-	// plugin does not override: the replay reports "caught up" this long
-	// after the last message it handled.
+	// plugin does not override: its replay reports caught up once this long
+	// passed after it handled a message with no further one received.
 	replayIdleAfter = 500 * time.Millisecond
-	// caughtUpMessage is the plugin's log message when its replay caught up;
-	// the benchmark's logger watches for it (the instance's counters are
-	// unexported).
-	caughtUpMessage = "history replayed; following live"
+	// pollEvery is how often plugin.Instance.Replayed is read.
+	pollEvery = time.Millisecond
 	// lostMessage is pkg/broker's warning when the replay lost its
 	// connection: a pass it happens in measured the reconnect, not the
 	// replay.
@@ -256,7 +254,7 @@ func benchLatency(ctx context.Context, w io.Writer, cfg config, names *names) er
 		return err
 	}
 	defer inst.Dispose()
-	if _, err := hook.waitCaughtUp(15 * time.Second); err != nil {
+	if _, err := waitReplayed(inst, 0, 15*time.Second); err != nil {
 		return err
 	}
 
@@ -499,9 +497,11 @@ func benchReplay(ctx context.Context, w io.Writer, cfg config, names *names) err
 		cfg.replayReports, cfg.replayRepeat)
 	fmt.Fprintf(w, "   bare: amqp091-go stream consumer, qos prefetch 1000, x-stream-offset \"first\", JSON-decodes each message's\n"+
 		"   top level (encoding/json into map[string]json.RawMessage) and acks it on its own, until %d messages\n"+
-		"   plugin: a new datasource instance (replay 24h) until its fleet has applied them: the time its log says it caught up,\n"+
-		"   minus the replay's idle wait (%s, the quiet time that means caught up); both from before connecting\n",
-		cfg.replayReports, replayIdleAfter)
+		"   plugin: a new datasource instance (replay 24h) until its fleet has applied them: the first time Instance.Replayed()\n"+
+		"   (polled every %s) counts all %d handled, each decoded and applied to the fleet and the runs; it must then report\n"+
+		"   caught up, which it does once its idle wait (%s) passed after the last message handled with none received, with the\n"+
+		"   same count (a pass without that is an error). Both readers are timed from before connecting\n",
+		cfg.replayReports, pollEvery, cfg.replayReports, replayIdleAfter)
 
 	if err := declareHistory(cfg.url, exchange, stream); err != nil {
 		return err
@@ -524,11 +524,11 @@ func benchReplay(ctx context.Context, w io.Writer, cfg config, names *names) err
 	var bare, plug []float64
 	for i := range cfg.replayRepeat {
 		var b, p float64
-		var idleTotal time.Duration
+		var pr replayed
 		for attempt := 1; ; attempt++ {
 			b, err = replayBare(cfg.url, stream, cfg.replayReports)
 			if err == nil {
-				p, idleTotal, err = replayPlugin(ctx, cfg, exchange, stream)
+				p, pr, err = replayPlugin(ctx, cfg, exchange, stream)
 			}
 			if err == nil {
 				break
@@ -541,8 +541,8 @@ func benchReplay(ctx context.Context, w io.Writer, cfg config, names *names) err
 			time.Sleep(5 * time.Second)
 		}
 		bare, plug = append(bare, b), append(plug, p)
-		fmt.Fprintf(w, "  pass %d: bare %8.0f msg/s   plugin %8.0f msg/s (caught up after %s, the idle wait included)\n",
-			i+1, b, p, idleTotal.Round(time.Millisecond))
+		fmt.Fprintf(w, "  pass %d: bare %8.0f msg/s   plugin %8.0f msg/s (all handled after %s; caught up %s later)\n",
+			i+1, b, p, pr.handled.Round(time.Millisecond), (pr.caughtUp - pr.handled).Round(time.Millisecond))
 	}
 	b, p := median(bare), median(plug)
 	fmt.Fprintf(w, "replay rate (median of %d)  bare %8.0f msg/s   plugin %8.0f msg/s   ratio %.2f\n", cfg.replayRepeat, b, p, p/b)
@@ -610,28 +610,58 @@ func replayBare(url, stream string, n int) (float64, error) {
 
 // replayPlugin starts a datasource instance on the preloaded stream and
 // returns its rate (messages per second, to the last message handled) and
-// the time until it said it caught up.
-func replayPlugin(ctx context.Context, cfg config, exchange, stream string) (float64, time.Duration, error) {
+// when, from the start, it had handled them all and said it caught up.
+func replayPlugin(ctx context.Context, cfg config, exchange, stream string) (float64, replayed, error) {
 	hook := newLogHook()
 	start := time.Now()
 	inst, err := newInstance(ctx, cfg, hook, exchange, stream, "24h")
 	if err != nil {
-		return 0, 0, err
+		return 0, replayed{}, err
 	}
 	defer inst.Dispose()
-	ev, err := hook.waitCaughtUp(10 * time.Minute)
-	if err != nil {
-		return 0, 0, err
-	}
+	r, err := waitReplayed(inst, uint64(cfg.replayReports), 10*time.Minute)
 	if n := hook.lost.Load(); n > 0 {
-		return 0, 0, fmt.Errorf("%w: the plugin's replay lost its broker connection %d times", errDisturbed, n)
+		return 0, replayed{}, fmt.Errorf("%w: the plugin's replay lost its broker connection %d times", errDisturbed, n)
 	}
-	if ev.reports != uint64(cfg.replayReports) {
-		return 0, 0, fmt.Errorf("plugin caught up after %d reports, want %d (a pause of %s mid-replay reads as caught up)",
-			ev.reports, cfg.replayReports, replayIdleAfter)
+	if err != nil {
+		return 0, replayed{}, err
 	}
-	took := ev.at.Sub(start)
-	return float64(ev.reports) / (took - replayIdleAfter).Seconds(), took, nil
+	r.handled, r.caughtUp = r.handledAt.Sub(start), r.caughtUpAt.Sub(start)
+	return float64(cfg.replayReports) / r.handled.Seconds(), r, nil
+}
+
+// replayed is what waitReplayed saw.
+type replayed struct {
+	handledAt, caughtUpAt time.Time
+	handled, caughtUp     time.Duration // since the start, set by replayPlugin
+}
+
+// waitReplayed polls inst.Replayed() until the instance has handled want
+// messages and said it caught up, and returns when it first saw each. It
+// fails if the instance caught up with fewer or more than want (a pause of
+// the idle wait mid-replay reads as caught up).
+func waitReplayed(inst *plugin.Instance, want uint64, timeout time.Duration) (replayed, error) {
+	var r replayed
+	deadline := time.Now().Add(timeout)
+	for {
+		n, caughtUp := inst.Replayed()
+		now := time.Now()
+		if n >= want && r.handledAt.IsZero() {
+			r.handledAt = now
+		}
+		if caughtUp {
+			r.caughtUpAt = now
+			if n != want && want > 0 {
+				return r, fmt.Errorf("plugin caught up after %d reports, want %d (a pause of %s mid-replay reads as caught up)",
+					n, want, replayIdleAfter)
+			}
+			return r, nil
+		}
+		if now.After(deadline) {
+			return r, fmt.Errorf("the datasource's replay did not catch up within %s (%d of %d messages handled)", timeout, n, want)
+		}
+		time.Sleep(pollEvery)
+	}
 }
 
 // ---------------------------------------------------------------- plugin
@@ -669,43 +699,20 @@ func newInstance(ctx context.Context, cfg config, hook *logHook, exchange, strea
 }
 
 // logHook is the instance's logger: warnings and errors go to stderr, and
-// the "caught up" message is caught with its time and report count.
+// the replay's lost-connection warnings are counted (progress is read from
+// plugin.Instance.Replayed, not from the log).
 type logHook struct {
-	out      slog.Handler
-	caughtUp chan caughtUp
-	lost     *atomic.Int64 // lostMessage warnings
-}
-
-type caughtUp struct {
-	at      time.Time
-	reports uint64
+	out  slog.Handler
+	lost *atomic.Int64 // lostMessage warnings
 }
 
 func newLogHook() *logHook {
-	return &logHook{out: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), caughtUp: make(chan caughtUp, 1), lost: new(atomic.Int64)}
+	return &logHook{out: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), lost: new(atomic.Int64)}
 }
 
-func (h *logHook) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *logHook) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
 
 func (h *logHook) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == caughtUpMessage {
-		ev := caughtUp{at: r.Time}
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "reports" {
-				switch v := a.Value.Resolve(); v.Kind() {
-				case slog.KindUint64:
-					ev.reports = v.Uint64()
-				case slog.KindInt64:
-					ev.reports = uint64(v.Int64())
-				}
-			}
-			return true
-		})
-		select {
-		case h.caughtUp <- ev:
-		default:
-		}
-	}
 	if r.Message == lostMessage {
 		h.lost.Add(1)
 	}
@@ -716,20 +723,11 @@ func (h *logHook) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h *logHook) WithAttrs(as []slog.Attr) slog.Handler {
-	return &logHook{out: h.out.WithAttrs(as), caughtUp: h.caughtUp, lost: h.lost}
+	return &logHook{out: h.out.WithAttrs(as), lost: h.lost}
 }
 
 func (h *logHook) WithGroup(name string) slog.Handler {
-	return &logHook{out: h.out.WithGroup(name), caughtUp: h.caughtUp, lost: h.lost}
-}
-
-func (h *logHook) waitCaughtUp(timeout time.Duration) (caughtUp, error) {
-	select {
-	case ev := <-h.caughtUp:
-		return ev, nil
-	case <-time.After(timeout):
-		return caughtUp{}, fmt.Errorf("the datasource's replay did not catch up within %s", timeout)
-	}
+	return &logHook{out: h.out.WithGroup(name), lost: h.lost}
 }
 
 // ---------------------------------------------------------------- broker names

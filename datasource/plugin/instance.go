@@ -73,6 +73,8 @@ type Instance struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
+	// received counts the stream's messages handled (applied or rejected;
+	// counted once done with); see Replayed.
 	received, rejected, duplicates atomic.Uint64
 	feedErr                        atomic.Pointer[error]
 
@@ -160,6 +162,7 @@ func (inst *Instance) feed(ctx context.Context) {
 		Follow:         true,
 		ConnectionName: "runlens-datasource",
 		Logger:         inst.log,
+		Prepare:        inst.prepare,
 	}, inst.handle, func() {
 		once.Do(func() { close(inst.caughtUp) })
 		inst.log.Info("history replayed; following live", "nodes", inst.fleet.Len(),
@@ -171,10 +174,45 @@ func (inst *Instance) feed(ctx context.Context) {
 	}
 }
 
-// handle takes one message of the stream: decode, apply, remember.
+// Replayed reports the history feed's progress. handled is how many
+// messages of the stream the instance is done with since it started, replayed
+// and live ones alike: each was either applied to the fleet and the runs
+// (before it is counted, so a query made after sees it) or skipped as not a
+// valid report. caughtUp says the replay has caught up with the stream: the
+// first time broker.ReplayConfig.IdleAfter (its default, 500 ms) passed after
+// a message was handled with no further one received. It then stays true,
+// following live and across reconnects, and handled already counts every
+// message replayed before. Safe for concurrent use.
+func (inst *Instance) Replayed() (handled uint64, caughtUp bool) {
+	// In this order: the feed counts a message before it may signal
+	// caught up, so a caught-up instance never reports a short count.
+	caughtUp = inst.isCaughtUp()
+	return inst.received.Load(), caughtUp
+}
+
+// decoded is a message's decode result, made by prepare ahead of handle.
+type decoded struct {
+	run *report.Run
+	err error
+}
+
+// prepare decodes a message. The replay runs it on several waiting messages
+// at once (decoding is most of the work per message and needs no shared
+// state), so that handle, which must go in stream order, only applies.
+func (inst *Instance) prepare(body []byte) any {
+	r, err := inst.decoder.Decode(body)
+	return &decoded{run: r, err: err}
+}
+
+// handle takes one message of the stream, decoded by prepare: apply,
+// remember.
 func (inst *Instance) handle(m broker.Message) {
-	inst.received.Add(1)
-	r, err := inst.decoder.Decode(m.Body)
+	defer inst.received.Add(1)
+	d, ok := m.Prepared.(*decoded)
+	if !ok {
+		d = inst.prepare(m.Body).(*decoded)
+	}
+	r, err := d.run, d.err
 	if err != nil {
 		inst.rejected.Add(1)
 		inst.rejectedSinceLog++

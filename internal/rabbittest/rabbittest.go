@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -102,25 +103,39 @@ func DeleteExchanges(t testing.TB, names ...string) {
 	})
 }
 
+// cleanup deletes each name, retrying a few times: deleting a stream can
+// fail with INTERNAL_ERROR "coordinator_unavailable" while RabbitMQ's stream
+// coordinator is busy (seen under load), and that error closes the whole
+// connection, so each retry dials again.
 func cleanup(t testing.TB, names []string, del func(*amqp.Channel, string) error) {
-	conn, err := dial()
-	if err != nil {
-		t.Errorf("rabbittest: cleanup: cannot connect to delete %v: %v", names, err)
-		return
-	}
-	defer conn.Close()
-	var ch *amqp.Channel
 	for _, name := range names {
-		if ch == nil || ch.IsClosed() {
-			if ch, err = conn.Channel(); err != nil {
-				t.Errorf("rabbittest: cleanup: open channel: %v", err)
-				return
+		var err error
+		for attempt := range 6 {
+			if attempt > 0 {
+				time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
+			}
+			if err = deleteOnce(name, del); err == nil || isNotFound(err) {
+				err = nil
+				break
 			}
 		}
-		if err := del(ch, name); err != nil && !isNotFound(err) {
+		if err != nil {
 			t.Errorf("rabbittest: cleanup: delete %q: %v", name, err)
 		}
 	}
+}
+
+func deleteOnce(name string, del func(*amqp.Channel, string) error) error {
+	conn, err := dial()
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	return del(ch, name)
 }
 
 func isNotFound(err error) bool {

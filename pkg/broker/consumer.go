@@ -22,8 +22,8 @@ type Message struct {
 	Redelivered bool
 	Timestamp   time.Time // AMQP timestamp property, zero if unset
 	Offset      int64     // stream offset (x-stream-offset header) for history deliveries, -1 otherwise
-	// Prepared is what ConsumerConfig.Prepare returned for this message,
-	// nil without a Prepare.
+	// Prepared is what ConsumerConfig.Prepare (ReplayConfig.Prepare for
+	// Replay) returned for this message, nil without a Prepare.
 	Prepared any
 }
 
@@ -259,32 +259,17 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 	if err != nil {
 		return 0, fmt.Errorf("basic.consume: %w", err)
 	}
-	// amqp091-go hands deliveries over an unbuffered channel, so whether
-	// more are waiting cannot be seen on it. A pump moves them into a
-	// channel sized to the prefetch (the broker never has more outstanding),
-	// which tells the loop below when to batch acks and preparation.
-	deliveries := make(chan amqp.Delivery, c.cfg.Prefetch+1)
-	go func() {
-		defer close(deliveries)
-		for d := range consumed {
-			deliveries <- d
-		}
-	}()
-	// consumed closes with the channel or connection; then the pump closes
-	// deliveries. Whatever the session leaves unread is drained so the
-	// pump never blocks (those deliveries return to the queue unacked).
-	defer func() {
-		go func() {
-			for range deliveries {
-			}
-		}()
-	}()
+	// A pump makes the waiting deliveries visible to len() (see pumpDeliveries).
+	deliveries := pumpDeliveries(consumed, c.cfg.Prefetch+1)
+	// Whatever the session leaves unread returns to the queue unacked.
+	defer drainLater(deliveries)
 	c.consuming.Store(true)
 	defer c.consuming.Store(false)
 	start := time.Now()
 	c.log.Info("consuming", "prefetch", c.cfg.Prefetch, "reconnects", c.reconnects.Load())
 
-	s := &consumerSession{c: c, conn: conn, ch: ch, pch: pch, returns: returns, ctx: ctx, hctx: context.WithoutCancel(ctx)}
+	s := &consumerSession{c: c, conn: conn, ch: ch, pch: pch, returns: returns, ctx: ctx, hctx: context.WithoutCancel(ctx),
+		prep: preparer{f: c.cfg.Prepare}}
 	for {
 		select {
 		case <-ctx.Done():
@@ -303,24 +288,8 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 			if !ok {
 				return time.Since(start), errors.New("delivery channel closed (consumer cancelled by the broker or channel closed)")
 			}
-			batch := append(s.batch[:0], d)
-			if c.cfg.Prepare != nil {
-				// Only this goroutine receives, so a waiting delivery is
-				// there to take without blocking.
-				// A closed channel is noticed at the next receive above;
-				// a zero Delivery must never enter a batch (tag 0 with
-				// multiple=true would ack everything outstanding).
-			fill:
-				for len(batch) < prepareBatch && len(deliveries) > 0 {
-					next, ok := <-deliveries
-					if !ok {
-						break fill
-					}
-					batch = append(batch, next)
-				}
-			}
-			s.batch = batch
-			prepared := s.prepare(batch)
+			batch := s.prep.take(d, deliveries)
+			prepared := s.prep.prepare(batch)
 			for i, d := range batch {
 				if err := s.handle(d, prepared[i], i < len(batch)-1 || len(deliveries) > 0); err != nil {
 					return time.Since(start), err
@@ -355,27 +324,89 @@ type consumerSession struct {
 	ackTag     uint64
 	ackPending int
 
-	batch    []amqp.Delivery
-	prepared []any
+	prep preparer
 }
 
 // prepareBatch bounds how many waiting deliveries are prepared together.
 const prepareBatch = 32
 
-// prepare runs ConsumerConfig.Prepare on the batch, in parallel.
-func (s *consumerSession) prepare(batch []amqp.Delivery) []any {
-	s.prepared = slices.Grow(s.prepared[:0], len(batch))[:len(batch)]
-	clear(s.prepared)
-	f := s.c.cfg.Prepare
+// pumpDeliveries returns a channel of capacity size fed from consumed, and
+// closed after it. amqp091-go hands deliveries over an unbuffered channel,
+// so whether more are waiting cannot be seen on it; on the returned channel
+// len() tells, which is what batching acks and preparation relies on. size
+// should exceed the prefetch (the broker has no more outstanding, give or
+// take a stream chunk); a fuller buffer only makes the pump wait. The reader
+// must keep reading until the channel closes (see drainLater), so the pump
+// never blocks for good.
+func pumpDeliveries(consumed <-chan amqp.Delivery, size int) chan amqp.Delivery {
+	deliveries := make(chan amqp.Delivery, size)
+	go func() {
+		defer close(deliveries)
+		for d := range consumed {
+			deliveries <- d
+		}
+	}()
+	return deliveries
+}
+
+// drainLater discards, on another goroutine, whatever the pump still brings
+// until its channel closes (with the AMQP channel or connection); those
+// deliveries are never acked and return to the queue, or are read again
+// from the stream.
+func drainLater(deliveries <-chan amqp.Delivery) {
+	go func() {
+		for range deliveries {
+		}
+	}()
+}
+
+// preparer runs a Prepare function (ConsumerConfig.Prepare,
+// ReplayConfig.Prepare) on batches of waiting deliveries in parallel. It is
+// used by the one goroutine that receives from the pump.
+type preparer struct {
+	f        func(body []byte) any // nil: no preparation, batches of one
+	batch    []amqp.Delivery
+	prepared []any
+}
+
+// take returns d followed, if there is a Prepare, by the deliveries already
+// waiting in deliveries, up to prepareBatch in all; it never blocks. The
+// slice is reused by the next call. A closed channel is left for the
+// caller's next receive to notice: a zero Delivery must never enter a batch
+// (tag 0 with multiple=true would ack everything outstanding).
+func (p *preparer) take(d amqp.Delivery, deliveries <-chan amqp.Delivery) []amqp.Delivery {
+	batch := append(p.batch[:0], d)
+	if p.f != nil {
+		// Only the caller receives, so a waiting delivery is there to
+		// take without blocking.
+		for len(batch) < prepareBatch && len(deliveries) > 0 {
+			next, ok := <-deliveries
+			if !ok {
+				break
+			}
+			batch = append(batch, next)
+		}
+	}
+	p.batch = batch
+	return batch
+}
+
+// prepare returns the Prepare results for batch, in its order (all nil
+// without a Prepare), computed on up to GOMAXPROCS goroutines. The slice is
+// reused by the next call.
+func (p *preparer) prepare(batch []amqp.Delivery) []any {
+	p.prepared = slices.Grow(p.prepared[:0], len(batch))[:len(batch)]
+	clear(p.prepared)
+	f := p.f
 	if f == nil {
-		return s.prepared
+		return p.prepared
 	}
 	workers := min(len(batch), runtime.GOMAXPROCS(0))
 	if workers <= 1 {
 		for i, d := range batch {
-			s.prepared[i] = f(d.Body)
+			p.prepared[i] = f(d.Body)
 		}
-		return s.prepared
+		return p.prepared
 	}
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -383,12 +414,12 @@ func (s *consumerSession) prepare(batch []amqp.Delivery) []any {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(batch); i += workers {
-				s.prepared[i] = f(batch[i].Body)
+				p.prepared[i] = f(batch[i].Body)
 			}
 		}()
 	}
 	wg.Wait()
-	return s.prepared
+	return p.prepared
 }
 
 // ackBatch bounds how many handled deliveries wait for one multiple ack.

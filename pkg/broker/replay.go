@@ -21,15 +21,27 @@ type ReplayConfig struct {
 	// together) whose timestamp is not earlier than From, so a few messages
 	// slightly older than From may be delivered; messages newer than From
 	// always are.
-	From      time.Time
-	Prefetch  int           // default 1000 (stream consumers require a qos prefetch and manual ack)
-	IdleAfter time.Duration // caught up when no delivery arrives for this long; default 500ms
+	From     time.Time
+	Prefetch int // default 1000 (stream consumers require a qos prefetch and manual ack)
+	// IdleAfter: caught up once this long has passed since the last
+	// delivery was handled with no further delivery received (neither
+	// waiting to be handled nor arriving); default 500ms.
+	IdleAfter time.Duration
 	// Follow keeps following live after catching up (reconnecting, resuming
 	// from the last offset seen + 1); otherwise Replay returns once caught up.
 	Follow                 bool
 	MinBackoff, MaxBackoff time.Duration // reconnect backoff; defaults 100ms, 30s
 	ConnectionName         string        // default "runlens-replay"
 	Logger                 *slog.Logger  // default slog.Default()
+	// Prepare, if set, is run on each message's body before h, on several
+	// messages at once (up to GOMAXPROCS goroutines) when more deliveries
+	// are already waiting; its result reaches h as Message.Prepared. h
+	// still sees messages one at a time, in stream order. As with
+	// ConsumerConfig.Prepare, it must be safe for concurrent use and
+	// without side effects: a prepared message may not reach h (an offset
+	// already handed to h before a reconnect, which the stream sends
+	// again, or a session that ended first).
+	Prepare func(body []byte) any
 }
 
 func (c ReplayConfig) defaults() ReplayConfig {
@@ -56,10 +68,12 @@ func (c ReplayConfig) defaults() ReplayConfig {
 
 // Replay declares the history stream (DeclareHistory) and consumes it from
 // cfg.From, calling h for each message in stream order, on the calling
-// goroutine, with Message.Offset set. Each offset is handed to h at most
+// goroutine, with Message.Offset set (and Message.Prepared, see
+// ReplayConfig.Prepare). Each offset is handed to h at most
 // once, also across reconnects (a reconnect resumes at the last offset seen
-// + 1). onCaughtUp (may be nil) is called once, when no delivery arrived for
-// IdleAfter for the first time.
+// + 1). onCaughtUp (may be nil) is called once, on the calling goroutine,
+// the first time IdleAfter passed after h returned with no further delivery
+// received: every message h was handed before is then handled.
 //
 // Without Follow, Replay returns nil once caught up, after handing h the
 // deliveries already received and cancelling its consumer; if ctx is
@@ -156,7 +170,7 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 		offset = r.cfg.From
 	}
 	tag := fmt.Sprintf("%s-%d-%s", r.cfg.ConnectionName, os.Getpid(), randomSuffix())
-	deliveries, err := ch.Consume(r.cfg.History.Stream, tag, false, false, false, false, amqp.Table{"x-stream-offset": offset})
+	consumed, err := ch.Consume(r.cfg.History.Stream, tag, false, false, false, false, amqp.Table{"x-stream-offset": offset})
 	if err != nil {
 		if isCode(err, amqp.PreconditionFailed) {
 			// E.g. a quorum queue: "invalid arg 'x-stream-offset' ... of queue type rabbit_quorum_queue".
@@ -164,16 +178,24 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 		}
 		return false, 0, fmt.Errorf("basic.consume: %w", err)
 	}
+	// As the consumer's: the pump shows what is waiting (len), for batching
+	// acks and preparation. Deliveries left unread when the session ends are
+	// never handed to h; the next session resumes after r.last.
+	deliveries := pumpDeliveries(consumed, r.cfg.Prefetch+1)
+	defer drainLater(deliveries)
 	start := time.Now()
 	r.log.Info("replaying history", "offset", fmt.Sprint(offset), "follow", r.cfg.Follow)
 
-	// Acks give the stream consumer its credit back; they are batched but
-	// always flushed before waiting for more, so idleness means "caught up"
-	// rather than "out of credit".
+	// Acks give the stream consumer its credit back. As the consumer's,
+	// they are batched: one multiple ack covers every delivery handled (or
+	// skipped) so far, sent every ackEvery deliveries and as soon as no
+	// further delivery is waiting, so idleness means "caught up" rather
+	// than "out of credit", and never covers a delivery not yet handled.
 	var (
 		pendingTag uint64
 		pending    int
-		batch      = max(r.cfg.Prefetch/4, 1)
+		ackEvery   = max(1, min(ackBatch, r.cfg.Prefetch/4))
+		prep       = preparer{f: r.cfg.Prepare}
 	)
 	flush := func() error {
 		if pending == 0 {
@@ -185,10 +207,10 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 		}
 		return nil
 	}
-	deliver := func(d amqp.Delivery) {
+	deliver := func(d amqp.Delivery, prepared any) {
 		off := streamOffset(d.Headers)
 		if off < 0 || off > r.last {
-			r.h(Message{Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Timestamp: d.Timestamp, Offset: off})
+			r.h(Message{Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Timestamp: d.Timestamp, Offset: off, Prepared: prepared})
 			r.handled++
 			if off >= 0 {
 				r.last = off
@@ -196,6 +218,21 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 		}
 		pendingTag = d.DeliveryTag
 		pending++
+	}
+	// handle hands d, and with a Prepare the deliveries already waiting
+	// behind it (prepared in parallel), to h in order.
+	handle := func(d amqp.Delivery) error {
+		batch := prep.take(d, deliveries)
+		prepared := prep.prepare(batch)
+		for i, d := range batch {
+			deliver(d, prepared[i])
+			if pending >= ackEvery || (i == len(batch)-1 && len(deliveries) == 0) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 
 	idle := time.NewTimer(r.cfg.IdleAfter)
@@ -226,16 +263,20 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 				_ = ch.Close()
 				return false, 0, &ConfigError{msg: fmt.Sprintf("broker: queue %q is not a stream (its deliveries carry no x-stream-offset)", r.cfg.History.Stream)}
 			}
-			deliver(d)
-			if pending >= batch || len(deliveries) == 0 {
-				if err := flush(); err != nil {
-					return false, time.Since(start), err
-				}
+			if err := handle(d); err != nil {
+				return false, time.Since(start), err
 			}
+			// The quiet time counts from when h is done, not from when
+			// the pump received the last delivery.
 			if idleC != nil {
 				idle.Reset(r.cfg.IdleAfter)
 			}
 		case <-idleC:
+			if len(deliveries) > 0 {
+				// Received while the timer fired: not idle.
+				idle.Reset(r.cfg.IdleAfter)
+				continue
+			}
 			idleC = nil
 			r.caughtUp = true
 			r.log.Info("history caught up", "messages", r.handled, "last_offset", r.last,
@@ -250,8 +291,10 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 				// Caught up all the same; what was not acked is simply left.
 				return true, time.Since(start), nil
 			}
+			// basic.cancel-ok closes consumed, then the pump closes
+			// deliveries.
 			for d := range deliveries {
-				deliver(d)
+				_ = handle(d)
 			}
 			_ = flush()
 			_ = ch.Close()

@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -214,6 +216,9 @@ func TestReplayFrom(t *testing.T) {
 	}
 }
 
+// TestReplayFollow cuts the connection twice: mid-replay (with Prepare
+// batching deliveries and acks) and while following live. Each offset still
+// reaches the handler exactly once, in order.
 func TestReplayFollow(t *testing.T) {
 	t.Parallel()
 	h := testHistory(t)
@@ -225,9 +230,11 @@ func TestReplayFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch.Close()
-	rabbittest.Publish(t, h.Exchange, bodies("old", 0, 5)...)
+	const old = 2000
+	rabbittest.Publish(t, h.Exchange, bodies("old", 0, old)...)
 
 	var rec recorder
+	var mismatched atomic.Int64
 	caught := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -236,27 +243,43 @@ func TestReplayFollow(t *testing.T) {
 		done <- Replay(ctx, ReplayConfig{
 			URL: proxy.URL(), History: h, Follow: true, IdleAfter: 200 * time.Millisecond,
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: log,
-		}, func(m Message) { rec.add(m) }, func() { close(caught) })
+			Prefetch: 200, Prepare: func(b []byte) any { return "prepared:" + string(b) },
+		}, func(m Message) {
+			if m.Prepared != "prepared:"+string(m.Body) {
+				mismatched.Add(1)
+			}
+			if rec.add(m) == old/3 {
+				// Mid-replay: later deliveries of this session are
+				// already on their way, some of them prepared; none may
+				// reach the handler twice.
+				proxy.CutAll()
+			}
+		}, func() { close(caught) })
 	}()
 	select {
 	case <-caught:
-	case <-time.After(10 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatal("never caught up")
 	}
-	if n := rec.len(); n != 5 {
-		t.Errorf("caught up after %d messages, want 5", n)
+	if n := rec.len(); n != old {
+		t.Errorf("caught up after %d messages, want %d", n, old)
 	}
+	if proxy.Accepted() < 2 {
+		t.Errorf("proxy saw %d connections, want a reconnect mid-replay", proxy.Accepted())
+	}
+	accepted := proxy.Accepted()
 
 	rabbittest.Publish(t, h.Exchange, []byte("live-1"))
-	rabbittest.WaitFor(t, 5*time.Second, "live message", func() bool { return rec.len() == 6 })
+	rabbittest.WaitFor(t, 5*time.Second, "live message", func() bool { return rec.len() == old+1 })
 
 	// Cut the connection: Replay reconnects and resumes after the last offset.
 	proxy.CutAll()
 	rabbittest.Publish(t, h.Exchange, []byte("live-2"), []byte("live-3"))
-	rabbittest.WaitFor(t, 10*time.Second, "messages after reconnect", func() bool { return rec.len() >= 8 })
-	if proxy.Accepted() < 2 {
-		t.Errorf("proxy saw %d connections, want a reconnect", proxy.Accepted())
+	rabbittest.WaitFor(t, 10*time.Second, "messages after reconnect", func() bool { return rec.len() >= old+3 })
+	if proxy.Accepted() <= accepted {
+		t.Errorf("proxy saw %d connections, want a reconnect while following", proxy.Accepted())
 	}
+	time.Sleep(300 * time.Millisecond) // time for a duplicate to show
 
 	cancel()
 	select {
@@ -267,16 +290,84 @@ func TestReplayFollow(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Replay did not return after cancel")
 	}
-	want := []string{"old-0000", "old-0001", "old-0002", "old-0003", "old-0004", "live-1", "live-2", "live-3"}
+	want := append(bodies("old", 0, old), []byte("live-1"), []byte("live-2"), []byte("live-3"))
 	got := rec.snapshot()
 	if len(got) != len(want) {
-		t.Fatalf("got %q, want %q", rec.bodies(), want)
+		t.Errorf("got %d messages, want %d", len(got), len(want))
 	}
-	for i, m := range got {
-		if string(m.Body) != want[i] || m.Offset != int64(i) {
-			t.Errorf("message %d = %s at offset %d, want %s at %d", i, m.Body, m.Offset, want[i], i)
+	for i, m := range got[:min(len(got), len(want))] {
+		if string(m.Body) != string(want[i]) || m.Offset != int64(i) {
+			t.Fatalf("message %d = %s at offset %d, want %s at %d", i, m.Body, m.Offset, want[i], i)
 		}
 	}
+	if mismatched.Load() != 0 {
+		t.Errorf("%d messages reached the handler with another message's prepared value", mismatched.Load())
+	}
+}
+
+// Prepare runs on several waiting stream deliveries at once, while the
+// handler still sees every offset once, in order, with its own prepared
+// value; acks are batched yet the replay catches up.
+func TestReplayPrepareInParallelHandleInOrder(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Fatal("this test needs GOMAXPROCS >= 2 to see Prepare run in parallel")
+	}
+	t.Parallel()
+	h := testHistory(t)
+	log, _ := testLogger(t)
+	ch, err := DeclareHistory(rabbittest.Dial(t), h, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Close()
+	const n = 2000
+	rabbittest.Publish(t, h.Exchange, bodies("p", 0, n)...)
+
+	var running, maxRunning, prepared atomic.Int64
+	prepare := func(body []byte) any {
+		prepared.Add(1)
+		now := running.Add(1)
+		for {
+			m := maxRunning.Load()
+			if now <= m || maxRunning.CompareAndSwap(m, now) {
+				break
+			}
+		}
+		time.Sleep(200 * time.Microsecond) // a decode's worth of work
+		running.Add(-1)
+		return "prepared:" + string(body)
+	}
+	var got []Message
+	var mismatched int
+	caughtUp := 0
+	err = Replay(context.Background(), ReplayConfig{URL: rabbittest.URL, History: h, IdleAfter: 300 * time.Millisecond, Logger: log, Prepare: prepare},
+		func(m Message) {
+			if m.Prepared != "prepared:"+string(m.Body) {
+				mismatched++
+			}
+			got = append(got, m)
+		}, func() { caughtUp++ })
+	if err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	if caughtUp != 1 {
+		t.Errorf("onCaughtUp called %d times, want 1", caughtUp)
+	}
+	if len(got) != n {
+		t.Errorf("handled %d messages, want %d", len(got), n)
+	}
+	for i, m := range got {
+		if want := fmt.Sprintf("p-%04d", i); string(m.Body) != want || m.Offset != int64(i) {
+			t.Fatalf("message %d = %q at offset %d, want %q at %d: order lost", i, m.Body, m.Offset, want, i)
+		}
+	}
+	if mismatched != 0 {
+		t.Errorf("%d messages reached the handler with another message's prepared value", mismatched)
+	}
+	if maxRunning.Load() < 2 {
+		t.Errorf("Prepare never ran on two messages at once (max %d)", maxRunning.Load())
+	}
+	t.Logf("Prepare: %d calls for %d messages, at most %d at once", prepared.Load(), n, maxRunning.Load())
 }
 
 func TestReplayCancelledBeforeCaughtUp(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
@@ -176,74 +175,146 @@ type roleDep struct {
 }
 
 func (g *graph) nodeEdges(forRoles bool) deps {
-	pos := make(map[string]int32, len(g.nodes)) // name → position in g.nodes
+	n := len(g.nodes)
+	pos := make(map[string]int32, n) // name → position in g.nodes
 	for p, i := range g.nodes {
 		pos[g.all[i].Name] = int32(p)
 	}
 	// A depends_on entry names a node when some node, filtered out or not,
 	// has that name: filtering must not turn a node dependency into a role
 	// one.
-	isNode := func(name string) bool { _, ok := pos[name]; return ok }
-	if len(g.nodes) < len(g.all) {
-		names := make(map[string]struct{}, len(g.all))
+	var names map[string]struct{}
+	if n < len(g.all) {
+		names = make(map[string]struct{}, len(g.all))
 		for i := range g.all {
 			names[g.all[i].Name] = struct{}{}
 		}
-		isNode = func(name string) bool { _, ok := names[name]; return ok }
 	}
-	members := map[envRole][]int32{}
-	for p, i := range g.nodes {
-		n := &g.all[i]
-		for _, r := range n.Roles {
-			k := envRole{n.Environment, r}
-			members[k] = append(members[k], int32(p))
+	isNode := func(name string) (int32, bool) {
+		t, ok := pos[name]
+		if !ok && names != nil {
+			_, named := names[name]
+			return -1, named
 		}
+		return t, ok
 	}
-	// Sources are visited in order and each one's targets sorted and
-	// de-duplicated on their own, so the whole list comes out sorted
-	// without a global sort.
-	var d deps
-	if !forRoles {
-		d.edges = make([]uint64, 0, 4*len(g.nodes))
-	}
-	var targets []int32
-	add := func(src int32, k envRole) bool {
-		hit := false
-		for _, t := range members[k] {
-			if t != src {
-				targets = append(targets, t)
-				hit = true
+
+	// Role groups: each (environment, role) gets a number, and its members
+	// (positions, ascending) are one range of a single array, filled by a
+	// counting sort, rather than a map of slices grown one append at a time.
+	groupOf := make(map[envRole]int32)
+	slots := make([]int32, 0, 2*n) // group of every (node, role), in node order
+	for _, i := range g.nodes {
+		nd := &g.all[i]
+		for _, r := range nd.Roles {
+			k := envRole{nd.Environment, r}
+			gi, ok := groupOf[k]
+			if !ok {
+				gi = int32(len(groupOf))
+				groupOf[k] = gi
 			}
+			slots = append(slots, gi)
 		}
-		return hit
+	}
+	start := make([]int32, len(groupOf)+1)
+	for _, gi := range slots {
+		start[gi+1]++
+	}
+	for k := 1; k < len(start); k++ {
+		start[k] += start[k-1]
+	}
+	members := make([]int32, len(slots))
+	next := slices.Clone(start[:len(groupOf)])
+	slot := 0
+	for p, i := range g.nodes {
+		for range g.all[i].Roles {
+			gi := slots[slot]
+			members[next[gi]] = int32(p)
+			next[gi]++
+			slot++
+		}
+	}
+	group := func(gi int32) []int32 { return members[start[gi]:start[gi+1]] }
+
+	// First pass: resolve every source's depends_on and topology file
+	// entries to what they name, with no string left: a position (>= 0) or
+	// a group (^group, < 0), each group once per source. It also bounds the
+	// number of edges, so the second pass appends to a slice that never
+	// grows.
+	var d deps
+	resolved := make([]int32, 0, 4*n)
+	resolvedEnd := make([]int32, n)
+	seen := make([]int32, len(groupOf)) // source+1 that last named the group
+	bound := 0
+	addGroup := func(src int32, k envRole) bool {
+		gi, ok := groupOf[k]
+		if !ok {
+			return false
+		}
+		m := group(gi) // never empty, ascending
+		if m[0] == src && m[len(m)-1] == src {
+			return false // names no node but the source itself
+		}
+		if seen[gi] != src+1 {
+			seen[gi] = src + 1
+			resolved = append(resolved, ^gi)
+			bound += len(m)
+		}
+		return true
 	}
 	for p, i := range g.nodes {
 		src := int32(p)
-		n := &g.all[i]
-		targets = targets[:0]
-		for _, dep := range n.DependsOn {
+		nd := &g.all[i]
+		for _, dep := range nd.DependsOn {
 			role, prefixed := strings.CutPrefix(dep, RolePrefix)
-			if !prefixed && isNode(dep) {
-				if t, ok := pos[dep]; ok && t != src {
-					targets = append(targets, t)
-					if forRoles {
-						d.byName = append(d.byName, uint64(src)<<32|uint64(t))
+			if !prefixed {
+				if t, ok := isNode(dep); ok {
+					if t >= 0 && t != src {
+						resolved = append(resolved, t)
+						bound++
+						if forRoles {
+							d.byName = append(d.byName, uint64(src)<<32|uint64(t))
+						}
 					}
+					continue
 				}
-				continue
 			}
-			if add(src, envRole{n.Environment, role}) && forRoles {
+			if addGroup(src, envRole{nd.Environment, role}) && forRoles {
 				d.byRole = append(d.byRole, roleDep{src, role})
 			}
 		}
-		for _, r := range n.Roles {
+		for _, r := range nd.Roles {
 			for _, dep := range g.o.Config.DependsOn[r] {
-				add(src, envRole{n.Environment, dep})
+				addGroup(src, envRole{nd.Environment, dep})
 			}
 		}
-		if forRoles {
-			continue
+		resolvedEnd[p] = int32(len(resolved))
+	}
+	if forRoles {
+		return d
+	}
+
+	// Second pass: expand to (source<<32|target) pairs. Sources are
+	// visited in order and each one's targets sorted and de-duplicated on
+	// their own, so the whole list comes out sorted without a global sort.
+	d.edges = make([]uint64, 0, bound)
+	var targets []int32
+	from := int32(0)
+	for p := range n {
+		src := int32(p)
+		targets = targets[:0]
+		for _, r := range resolved[from:resolvedEnd[p]] {
+			if r >= 0 {
+				targets = append(targets, r)
+				continue
+			}
+			for _, t := range group(^r) {
+				if t != src {
+					targets = append(targets, t)
+				}
+			}
 		}
+		from = resolvedEnd[p]
 		if len(targets) > 1 {
 			slices.Sort(targets)
 			targets = slices.Compact(targets)
@@ -258,218 +329,165 @@ func (g *graph) nodeEdges(forRoles bool) deps {
 // edgeFrame builds the edges frame from (source<<32|target) pairs indexing
 // ids, which must be sorted.
 func edgeFrame(pairs []uint64, ids []string) *data.Frame {
-	src := make([]string, len(pairs))
-	dst := make([]string, len(pairs))
+	n := len(pairs)
+	idField, id := newColumn[string]("id", n)
+	srcField, src := newColumn[string]("source", n)
+	dstField, dst := newColumn[string]("target", n)
 	size := 0
 	for k, e := range pairs {
 		src[k], dst[k] = ids[e>>32], ids[uint32(e)]
 		size += len(src[k]) + 2 + len(dst[k])
 	}
-	// One allocation for every id.
-	a := arena{buf: make([]byte, 0, size)}
-	spans := make([]span, len(pairs))
+	// One allocation for every id: the size is exact.
+	a := newArena(size)
 	for k := range pairs {
-		m := a.mark()
 		a.add(src[k])
 		a.add("->")
 		a.add(dst[k])
-		spans[k] = a.span(m)
+		id[k] = a.take()
 	}
-	id := a.strings(spans)
 	// (source, target) order is id order unless names hold bytes below '-'.
 	if !slices.IsSorted(id) {
-		perm := make([]int, len(id))
+		perm := make([]int, n)
 		for k := range perm {
 			perm[k] = k
 		}
 		slices.SortFunc(perm, func(a, b int) int { return strings.Compare(id[a], id[b]) })
-		id, src, dst = permute(id, perm), permute(src, perm), permute(dst, perm)
+		permute(id, perm)
+		permute(src, perm)
+		permute(dst, perm)
 	}
-	f := data.NewFrame("edges",
-		data.NewField("id", nil, id),
-		data.NewField("source", nil, src),
-		data.NewField("target", nil, dst),
-	)
+	f := data.NewFrame("edges", idField, srcField, dstField)
 	f.SetMeta(&data.FrameMeta{PreferredVisualization: data.VisTypeNodeGraph})
 	return f
 }
 
-// arena builds many strings with one allocation: append to it, keep the
-// spans, then cut them all out of one string.
-type arena struct{ buf []byte }
-
-type span struct{ from, to uint32 }
-
-func (a *arena) mark() uint32          { return uint32(len(a.buf)) }
-func (a *arena) span(from uint32) span { return span{from, uint32(len(a.buf))} }
-func (a *arena) add(s string)          { a.buf = append(a.buf, s...) }
-
-// joined appends ss joined by sep and returns their span.
-func (a *arena) joined(ss []string, sep byte) span {
-	m := a.mark()
-	for k, s := range ss {
-		if k > 0 {
-			a.buf = append(a.buf, sep)
-		}
-		a.buf = append(a.buf, s...)
-	}
-	return a.span(m)
-}
-
-// done returns the buffer as a string, without a copy: the arena must not
-// be used after.
-func (a *arena) done() string {
-	if len(a.buf) == 0 {
-		return ""
-	}
-	s := unsafe.String(&a.buf[0], len(a.buf))
-	a.buf = nil
-	return s
-}
-
-// strings cuts every span out of the buffer; the arena must not be used
-// after.
-func (a *arena) strings(spans []span) []string {
-	all := a.done()
-	out := make([]string, len(spans))
-	for k, sp := range spans {
-		out[k] = all[sp.from:sp.to]
-	}
-	return out
-}
-
-// text is a string column whose values are either a given string or a
-// span of the arena.
-type text struct {
-	vals  []string
-	spans []span
-}
-
-func newText(n int) text { return text{vals: make([]string, n), spans: make([]span, n)} }
-
-// final merges the spans into the values, cutting from all.
-func (t text) final(all string) []string {
-	for k, sp := range t.spans {
-		if sp.to > sp.from {
-			t.vals[k] = all[sp.from:sp.to]
-		}
-	}
-	return t.vals
-}
-
-func permute(s []string, perm []int) []string {
-	out := make([]string, len(s))
+// permute reorders s in place so that s[k] becomes the old s[perm[k]].
+func permute(s []string, perm []int) {
+	old := slices.Clone(s)
 	for k, p := range perm {
-		out[k] = s[p]
+		s[k] = old[p]
 	}
-	return out
 }
 
-func arcFields(success, failed, converging []float64) []*data.Field {
-	arc := func(name, display, color string, v []float64) *data.Field {
-		return data.NewField(name, nil, v).SetConfig(&data.FieldConfig{
-			DisplayName: display,
-			Color:       map[string]any{"mode": "fixed", "fixedColor": color},
+// arcColumns makes the three arc fields (success, failed, converging) of n
+// values each, indexed by state, to be filled in place.
+func arcColumns(n int) ([]*data.Field, [3][]float64) {
+	var vals [3][]float64
+	fields := make([]*data.Field, 3)
+	for st, a := range []struct{ name, display, color string }{
+		stSuccess:    {"arc__success", "Success", ColorSuccess},
+		stFailed:     {"arc__failed", "Failed", ColorFailed},
+		stConverging: {"arc__converging", "Converging", ColorConverging},
+	} {
+		fields[st], vals[st] = newColumn[float64](a.name, n)
+		fields[st].SetConfig(&data.FieldConfig{
+			DisplayName: a.display,
+			Color:       map[string]any{"mode": "fixed", "fixedColor": a.color},
 		})
 	}
-	return []*data.Field{
-		arc("arc__success", "Success", ColorSuccess, success),
-		arc("arc__failed", "Failed", ColorFailed, failed),
-		arc("arc__converging", "Converging", ColorConverging, converging),
-	}
+	return fields, vals
 }
+
+func display(name string) *data.FieldConfig { return &data.FieldConfig{DisplayName: name} }
 
 func (g *graph) nodeFrames() (*data.Frame, *data.Frame) {
 	n := len(g.nodes)
+	// Every column is the field's own storage (see newColumn), and every
+	// built string is cut from the arena: no per-row allocation.
 	var (
-		id        = make([]string, n)
-		env       = make([]string, n)
-		mainstat  = make([]string, n)
-		secondary = make([]string, n)
-		arcs      = make([]float64, 3*n)
-		color     = make([]string, n)
-		highlight = make([]bool, n)
-		duration  = make([]string, n)
+		idF, id               = newColumn[string]("id", n)
+		titleF, title         = newColumn[string]("title", n)
+		subtitleF, subtitle   = newColumn[string]("subtitle", n)
+		mainstatF, mainstat   = newColumn[string]("mainstat", n)
+		secondaryF, secondary = newColumn[string]("secondarystat", n)
+		arcF, arcs            = arcColumns(n)
+		colorF, color         = newColumn[string]("color", n)
+		highlightF, highlight = newColumn[bool]("highlighted", n)
+		envF, env             = newColumn[string]("detail__environment", n)
+		rolesF, roles         = newColumn[string]("detail__roles", n)
+		lastRunF, lastRun     = newColumn[string]("detail__last_run", n)
+		durationF, duration   = newColumn[string]("detail__duration", n)
+		lastErrF, lastErr     = newColumn[string]("detail__last_error", n)
+		changedF, changed     = newColumn[string]("detail__changed_resources", n)
+		failedF, failed       = newColumn[string]("detail__failed_resources", n)
+		runListF, runList     = newColumn[string]("detail__run_list", n)
+		alertsF, alerts       = newColumn[string]("detail__alerts", n)
 
-		// Built in one arena.
-		a        = arena{buf: make([]byte, 0, 64*n)}
-		subtitle = newText(n)
-		roles    = newText(n)
-		lastRun  = newText(n)
-		lastErr  = newText(n)
-		changed  = newText(n)
-		failed   = newText(n)
-		runList  = newText(n)
-		alerts   = newText(n)
+		// About what a node with a run and two roles takes; more chunks
+		// follow if needed.
+		a = newArena(128 * n)
 	)
 	for p, i := range g.nodes {
 		nd := &g.all[i]
 		id[p] = nd.Name
 		env[p] = nd.Environment
 		if len(nd.Roles) == 1 {
-			roles.vals[p] = nd.Roles[0]
+			roles[p] = nd.Roles[0]
 		} else {
-			roles.spans[p] = a.joined(nd.Roles, ',')
+			a.joined(nd.Roles, ',')
+			roles[p] = a.take()
 		}
-		m := a.mark()
 		a.add(nd.Environment)
 		a.add(" / ")
 		a.joined(nd.Roles, ',')
-		subtitle.spans[p] = a.span(m)
+		subtitle[p] = a.take()
 		st := stateOf(nd)
-		arcs[int(st)*n+p] = 1
+		arcs[st][p] = 1
 		color[p] = stateColor[st]
 		na := g.o.Alerts[nd.Name]
 		highlight[p] = st == stFailed || len(na) > 0
-		alerts.spans[p] = a.joined(na, ',')
-		runList.spans[p] = a.joined(nd.RunList, ',')
+		a.joined(na, ',')
+		alerts[p] = a.take()
+		a.joined(nd.RunList, ',')
+		runList[p] = a.take()
 		if lr := nd.Last; lr != nil {
 			mainstat[p] = ago(g.o.Now.Sub(lr.End))
 			secondary[p] = changedText(lr.Updated)
-			m := a.mark()
+			a.grow(len(time.RFC3339) + 16) // room for years past 9999 too
 			a.buf = lr.End.UTC().AppendFormat(a.buf, time.RFC3339)
-			lastRun.spans[p] = a.span(m)
+			lastRun[p] = a.take()
 			duration[p] = lr.Duration.Round(time.Millisecond).String()
 			if e := lr.Error; e != nil {
-				m := a.mark()
 				a.add(e.Class)
 				if e.Class != "" && e.Message != "" {
 					a.add(": ")
 				}
 				a.add(e.Message)
-				lastErr.spans[p] = a.span(m)
+				lastErr[p] = a.take()
 			}
-			changed.spans[p] = a.resources(lr.Changes)
-			failed.spans[p] = a.resources(lr.Failures)
+			a.resources(lr.Changes)
+			changed[p] = a.take()
+			a.resources(lr.Failures)
+			failed[p] = a.take()
 		} else {
 			mainstat[p] = "never"
 		}
 	}
-	all := a.done()
+	copy(title, id)
 	fields := []*data.Field{
-		data.NewField("id", nil, id),
-		data.NewField("title", nil, id),
-		data.NewField("subtitle", nil, subtitle.final(all)),
-		data.NewField("mainstat", nil, mainstat).SetConfig(&data.FieldConfig{DisplayName: "Last run"}),
-		data.NewField("secondarystat", nil, secondary).SetConfig(&data.FieldConfig{DisplayName: "Changed"}),
+		idF,
+		titleF,
+		subtitleF,
+		mainstatF.SetConfig(display("Last run")),
+		secondaryF.SetConfig(display("Changed")),
 	}
-	fields = append(fields, arcFields(arcs[:n], arcs[n:2*n], arcs[2*n:])...)
+	fields = append(fields, arcF...)
 	fields = append(fields,
-		data.NewField("color", nil, color),
-		data.NewField("highlighted", nil, highlight),
-		data.NewField("detail__environment", nil, env).SetConfig(&data.FieldConfig{DisplayName: "Environment"}),
-		data.NewField("detail__roles", nil, roles.final(all)).SetConfig(&data.FieldConfig{DisplayName: "Roles"}),
-		data.NewField("detail__last_run", nil, lastRun.final(all)).SetConfig(&data.FieldConfig{DisplayName: "Last run"}),
-		data.NewField("detail__duration", nil, duration).SetConfig(&data.FieldConfig{DisplayName: "Duration"}),
-		data.NewField("detail__last_error", nil, lastErr.final(all)).SetConfig(&data.FieldConfig{DisplayName: "Last error"}),
-		data.NewField("detail__changed_resources", nil, changed.final(all)).SetConfig(&data.FieldConfig{DisplayName: "Changed resources"}),
-		data.NewField("detail__failed_resources", nil, failed.final(all)).SetConfig(&data.FieldConfig{DisplayName: "Failed resources"}),
-		data.NewField("detail__run_list", nil, runList.final(all)).SetConfig(&data.FieldConfig{DisplayName: "Run list"}),
-		data.NewField("detail__alerts", nil, alerts.final(all)).SetConfig(&data.FieldConfig{DisplayName: "Firing alerts"}),
+		colorF,
+		highlightF,
+		envF.SetConfig(display("Environment")),
+		rolesF.SetConfig(display("Roles")),
+		lastRunF.SetConfig(display("Last run")),
+		durationF.SetConfig(display("Duration")),
+		lastErrF.SetConfig(display("Last error")),
+		changedF.SetConfig(display("Changed resources")),
+		failedF.SetConfig(display("Failed resources")),
+		runListF.SetConfig(display("Run list")),
+		alertsF.SetConfig(display("Firing alerts")),
 	)
 	if g.o.Layout {
-		x, y := g.layout()
-		fields = append(fields, data.NewField("fixedX", nil, x), data.NewField("fixedY", nil, y))
+		fields = append(fields, g.layout()...)
 	}
 	nf := data.NewFrame("nodes", fields...)
 	nf.SetMeta(&data.FrameMeta{PreferredVisualization: data.VisTypeNodeGraph})
@@ -487,8 +505,8 @@ const (
 // layout places every node: one column per environment (sorted), one row
 // per role (sorted; a node sits in the row of its first role, NoRole for
 // none), nodes stacked within a cell (by name), wrapping every cellStack
-// nodes into another sub-column.
-func (g *graph) layout() (x, y []float64) {
+// nodes into another sub-column. It returns the fixedX and fixedY fields.
+func (g *graph) layout() []*data.Field {
 	type cell struct{ col, row int }
 	envIdx, roleIdx := map[string]int{}, map[string]int{}
 	var envs, rls []string
@@ -539,14 +557,15 @@ func (g *graph) layout() (x, y []float64) {
 		acc += rows[k-1] + gap
 		rowY[k] = float64(acc * stepY)
 	}
-	x, y = make([]float64, len(g.nodes)), make([]float64, len(g.nodes))
+	xF, x := newColumn[float64]("fixedX", len(g.nodes))
+	yF, y := newColumn[float64]("fixedY", len(g.nodes))
 	for p, i := range g.nodes {
 		n := &g.all[i]
 		c, s := envIdx[n.Environment], slot[p]
 		x[p] = colX[c] + float64(s/cellStack*stepX)
 		y[p] = rowY[roleIdx[rowOf(n)]] + float64(s%cellStack*stepY)
 	}
-	return x, y
+	return []*data.Field{xF, yF}
 }
 
 // roleFrames groups the filtered nodes by role.
@@ -634,14 +653,14 @@ func (g *graph) roleFrames() (*data.Frame, *data.Frame) {
 
 	n := len(names)
 	var (
-		id        = make([]string, n)
-		subtitle  = make([]string, n)
-		mainstat  = make([]string, n)
-		secondary = make([]string, n)
-		arcs      = make([]float64, 3*n)
-		color     = make([]string, n)
-		highlight = make([]bool, n)
-		count     = make([]int64, n)
+		id         = make([]string, n)
+		subtitle   = make([]string, n)
+		mainstat   = make([]string, n)
+		secondary  = make([]string, n)
+		arcF, arcs = arcColumns(n)
+		color      = make([]string, n)
+		highlight  = make([]bool, n)
+		count      = make([]int64, n)
 	)
 	for k, o := range order {
 		a := aggs[o]
@@ -654,9 +673,9 @@ func (g *graph) roleFrames() (*data.Frame, *data.Frame) {
 		secondary[k] = strconv.Itoa(a.converging) + " converging"
 		total := float64(a.nodes)
 		succ := a.nodes - a.failed - a.converging
-		arcs[k] = float64(succ) / total
-		arcs[n+k] = float64(a.failed) / total
-		arcs[2*n+k] = float64(a.converging) / total
+		arcs[stSuccess][k] = float64(succ) / total
+		arcs[stFailed][k] = float64(a.failed) / total
+		arcs[stConverging][k] = float64(a.converging) / total
 		switch {
 		case a.failed > 0:
 			color[k] = ColorFailed
@@ -675,7 +694,7 @@ func (g *graph) roleFrames() (*data.Frame, *data.Frame) {
 		data.NewField("mainstat", nil, mainstat).SetConfig(&data.FieldConfig{DisplayName: "Failed"}),
 		data.NewField("secondarystat", nil, secondary).SetConfig(&data.FieldConfig{DisplayName: "Converging"}),
 	}
-	fields = append(fields, arcFields(arcs[:n], arcs[n:2*n], arcs[2*n:])...)
+	fields = append(fields, arcF...)
 	fields = append(fields,
 		data.NewField("color", nil, color),
 		data.NewField("highlighted", nil, highlight),
@@ -709,21 +728,6 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return strconv.Itoa(n) + " " + many
-}
-
-// resources appends rs as Chef writes them, type[name], comma-joined.
-func (a *arena) resources(rs []report.Resource) span {
-	m := a.mark()
-	for k, r := range rs {
-		if k > 0 {
-			a.buf = append(a.buf, ',')
-		}
-		a.buf = append(a.buf, r.Type...)
-		a.buf = append(a.buf, '[')
-		a.buf = append(a.buf, r.Name...)
-		a.buf = append(a.buf, ']')
-	}
-	return a.span(m)
 }
 
 // Precomputed texts, so most nodes cost no allocation for their stats.
