@@ -64,7 +64,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	// The URL may carry a password: kingpin prints a flag's default in its
 	// help, so the default has none (amqp091 then logs in as guest/guest),
 	// and the value is never echoed back.
-	app.Flag("amqp.url", "AMQP URL of the broker (amqp:// or amqps://). Also read from RUNLENS_AMQP_URL; prefer that, or --amqp.password-file, over a password on the command line.").
+	app.Flag("amqp.url", "AMQP URL of the broker (amqp:// or amqps://; for TLS add ?cacertfile=…&certfile=…&keyfile=… to verify the broker with a CA and present a client certificate). Also read from RUNLENS_AMQP_URL; prefer that, or --amqp.password-file, over a password on the command line.").
 		Envar("RUNLENS_AMQP_URL").Default("amqp://127.0.0.1:5672/").StringVar(&c.amqpURL)
 	app.Flag("amqp.password-file", "File holding the AMQP password; replaces any password in --amqp.url.").
 		Envar("RUNLENS_AMQP_PASSWORD_FILE").StringVar(&c.amqpPasswordFile)

@@ -240,11 +240,14 @@ func (g *graph) nodeEdges(forRoles bool) deps {
 	// entries to what they name, with no string left: a position (>= 0) or
 	// a group (^group, < 0), each group once per source. It also bounds the
 	// number of edges, so the second pass appends to a slice that never
-	// grows.
+	// grows. roleFrames needs only byName and byRole.
 	var d deps
-	resolved := make([]int32, 0, 4*n)
-	resolvedEnd := make([]int32, n)
-	seen := make([]int32, len(groupOf)) // source+1 that last named the group
+	var resolved, resolvedEnd, seen []int32
+	if !forRoles {
+		resolved = make([]int32, 0, 4*n)
+		resolvedEnd = make([]int32, n)
+		seen = make([]int32, len(groupOf)) // source+1 that last named the group
+	}
 	bound := 0
 	addGroup := func(src int32, k envRole) bool {
 		gi, ok := groupOf[k]
@@ -255,7 +258,7 @@ func (g *graph) nodeEdges(forRoles bool) deps {
 		if m[0] == src && m[len(m)-1] == src {
 			return false // names no node but the source itself
 		}
-		if seen[gi] != src+1 {
+		if !forRoles && seen[gi] != src+1 {
 			seen[gi] = src + 1
 			resolved = append(resolved, ^gi)
 			bound += len(m)
@@ -270,10 +273,11 @@ func (g *graph) nodeEdges(forRoles bool) deps {
 			if !prefixed {
 				if t, ok := isNode(dep); ok {
 					if t >= 0 && t != src {
-						resolved = append(resolved, t)
-						bound++
 						if forRoles {
 							d.byName = append(d.byName, uint64(src)<<32|uint64(t))
+						} else {
+							resolved = append(resolved, t)
+							bound++
 						}
 					}
 					continue
@@ -288,7 +292,9 @@ func (g *graph) nodeEdges(forRoles bool) deps {
 				addGroup(src, envRole{nd.Environment, dep})
 			}
 		}
-		resolvedEnd[p] = int32(len(resolved))
+		if !forRoles {
+			resolvedEnd[p] = int32(len(resolved))
+		}
 	}
 	if forRoles {
 		return d
@@ -333,21 +339,29 @@ func edgeFrame(pairs []uint64, ids []string) *data.Frame {
 	idField, id := newColumn[string]("id", n)
 	srcField, src := newColumn[string]("source", n)
 	dstField, dst := newColumn[string]("target", n)
-	size := 0
+	// Every id in the arena: sized for ids of average length, so usually
+	// one allocation.
+	idBytes := 0
+	for _, s := range ids {
+		idBytes += len(s)
+	}
+	a := newArena(n * (2*idBytes/max(len(ids), 1) + len("->")))
+	sorted := true
 	for k, e := range pairs {
 		src[k], dst[k] = ids[e>>32], ids[uint32(e)]
-		size += len(src[k]) + 2 + len(dst[k])
-	}
-	// One allocation for every id: the size is exact.
-	a := newArena(size)
-	for k := range pairs {
 		a.add(src[k])
 		a.add("->")
 		a.add(dst[k])
 		id[k] = a.take()
+		// (source, target) order is usually id order, but not always:
+		// source "a" sorts before "a-0", id "a->x" after "a-0->y". Within
+		// one source ids sort as their targets do, so only a change of
+		// source can break the order: compare there only.
+		if k > 0 && e>>32 != pairs[k-1]>>32 && id[k-1] > id[k] {
+			sorted = false
+		}
 	}
-	// (source, target) order is id order unless names hold bytes below '-'.
-	if !slices.IsSorted(id) {
+	if !sorted {
 		perm := make([]int, n)
 		for k := range perm {
 			perm[k] = k
@@ -447,7 +461,11 @@ func (g *graph) nodeFrames() (*data.Frame, *data.Frame) {
 			a.grow(len(time.RFC3339) + 16) // room for years past 9999 too
 			a.buf = lr.End.UTC().AppendFormat(a.buf, time.RFC3339)
 			lastRun[p] = a.take()
-			duration[p] = lr.Duration.Round(time.Millisecond).String()
+			// Copied into the arena, the String result does not escape:
+			// the compiler keeps it on the stack (String is inlined for
+			// that), which saves an allocation per node.
+			a.add(lr.Duration.Round(time.Millisecond).String())
+			duration[p] = a.take()
 			if e := lr.Error; e != nil {
 				a.add(e.Class)
 				if e.Class != "" && e.Message != "" {
