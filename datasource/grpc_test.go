@@ -238,6 +238,21 @@ func TestPluginOverGRPC(t *testing.T) {
 		t.Fatalf("changes filtered to db-1: %v", changes)
 	}
 
+	// impact needs Prometheus; this datasource has none configured, and the
+	// answer over the protocol must say so for that query alone.
+	impactBody, _ := json.Marshal(map[string]any{"queryType": "impact"})
+	resp, err := p.data.QueryData(context.Background(), &pluginv2.QueryDataRequest{
+		PluginContext: ds.ctx,
+		Queries: []*pluginv2.DataQuery{{RefId: "I", QueryType: "impact", Json: impactBody,
+			TimeRange: &pluginv2.TimeRange{FromEpochMS: from.UnixMilli(), ToEpochMS: to.UnixMilli()}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := resp.Responses["I"].GetError(); !strings.Contains(e, "Prometheus") {
+		t.Errorf("impact without Prometheus: error %q, want one naming Prometheus", e)
+	}
+
 	// Live: subscribe to the nodes channel, run the stream, publish, and
 	// expect an updated frame within 2 s.
 	channel := nodes.Meta.Channel
