@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	gojson "github.com/goccy/go-json"
@@ -191,7 +192,27 @@ func (e *envelope) detect() Format {
 }
 
 func rejectf(f Format, format string, args ...any) *Rejected {
-	return &Rejected{Format: f, Reason: fmt.Sprintf(format, args...)}
+	return &Rejected{Format: f, Reason: asciiReason(fmt.Sprintf(format, args...))}
+}
+
+// asciiReason escapes whatever is not printable ASCII in a reason: reasons
+// travel in AMQP headers and log lines, and encoding/json's error text
+// quotes the offending byte as it found it (a raw 'ÿ', a control character).
+func asciiReason(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f {
+			var b strings.Builder
+			for _, r := range s {
+				if r >= 0x20 && r < 0x7f {
+					b.WriteRune(r)
+				} else {
+					fmt.Fprintf(&b, "\\u%04x", r)
+				}
+			}
+			return b.String()
+		}
+	}
+	return s
 }
 
 // quote renders producer-supplied text for a rejection reason: cut short and

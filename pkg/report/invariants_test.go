@@ -142,7 +142,7 @@ func checkRejected(t testing.TB, err error) *Rejected {
 	if strings.HasPrefix(rj.Reason, "internal decoder error") {
 		t.Errorf("decoder panicked: %s", rj.Reason)
 	}
-	if !utf8.ValidString(rj.Reason) || strings.ContainsAny(rj.Reason, "\r\n\x00") {
+	if !utf8.ValidString(rj.Reason) || strings.IndexFunc(rj.Reason, func(r rune) bool { return r < 0x20 || r >= 0x7f }) >= 0 {
 		t.Errorf("reason %q is not fit for a header", rj.Reason)
 	}
 	return rj
