@@ -42,6 +42,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/runlens/runlens/datasource/plugin"
+	"github.com/runlens/runlens/internal/benchutil"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/fleet"
 	"github.com/runlens/runlens/pkg/report"
@@ -227,7 +228,7 @@ func medianMs(f func()) float64 {
 		f()
 		times = append(times, float64(time.Since(t).Microseconds())/1000)
 	}
-	return median(times)
+	return benchutil.Median(times)
 }
 
 // ---------------------------------------------------------------- latency
@@ -283,31 +284,12 @@ func benchLatency(ctx context.Context, w io.Writer, cfg config, names *names) er
 		return err
 	}
 	start := time.Now()
-	sent := 0
-	tick := time.NewTicker(10 * time.Millisecond)
-	for sent < total {
-		<-tick.C
-		// Due by the clock, so the average rate holds even if a batch's
-		// confirms were slow.
-		due := min(total, int(time.Since(start).Seconds()*float64(cfg.rate)))
-		if due <= sent {
-			continue
-		}
-		now := time.Now().UnixNano()
-		for i := sent; i < due; i++ {
-			pubNanos[i].Store(now)
-		}
-		if err := pub.PublishAll(ctx, bodies[sent:due], 0); err != nil {
-			tick.Stop()
-			pub.Close()
-			stopStream()
-			return err
-		}
-		sent = due
-	}
-	tick.Stop()
-	publishFor := time.Since(start)
+	publishFor, err := benchutil.PublishPaced(ctx, pub, bodies, cfg.rate, pubNanos)
 	pub.Close()
+	if err != nil {
+		stopStream()
+		return err
+	}
 
 	// Let the last reports reach a frame.
 	deadline := time.Now().Add(3*cfg.liveInterval + 5*time.Second)
@@ -331,12 +313,12 @@ func benchLatency(ctx context.Context, w io.Writer, cfg config, names *names) er
 	frames, span := lat.frames, lat.lastAt.Sub(start)
 	fmt.Fprintf(w, "published %d reports in %s (%.0f reports/s); %d shown in a frame; %d frames in %s from the first publish to the last frame (%.2f frames/s)\n",
 		total, publishFor.Round(time.Millisecond), float64(total)/publishFor.Seconds(), len(ls), frames, span.Round(time.Millisecond), float64(frames)/span.Seconds())
-	p99 := percentile(ls, 0.99)
+	p99 := benchutil.Percentile(ls, 0.99)
 	fmt.Fprintf(w, "latency  p50 %6.0f ms   p99 %6.0f ms   max %6.0f ms   (frame rows %d)\n",
-		ms(percentile(ls, 0.50)), ms(p99), ms(ls[len(ls)-1]), lat.lastRows)
+		benchutil.Ms(benchutil.Percentile(ls, 0.50)), benchutil.Ms(p99), benchutil.Ms(ls[len(ls)-1]), lat.lastRows)
 	limit := cfg.liveInterval + 200*time.Millisecond
 	ok := p99 < limit && len(ls) == total
-	fmt.Fprintf(w, "target: p99 < interval + 200 ms = %.0f ms: %.0f ms  %s", ms(limit), ms(p99), verdict(ok))
+	fmt.Fprintf(w, "target: p99 < interval + 200 ms = %.0f ms: %.0f ms  %s", benchutil.Ms(limit), benchutil.Ms(p99), verdict(ok))
 	if len(ls) < total {
 		fmt.Fprintf(w, " (%d reports never shown)", total-len(ls))
 	}
@@ -544,7 +526,7 @@ func benchReplay(ctx context.Context, w io.Writer, cfg config, names *names) err
 		fmt.Fprintf(w, "  pass %d: bare %8.0f msg/s   plugin %8.0f msg/s (all handled after %s; caught up %s later)\n",
 			i+1, b, p, pr.handled.Round(time.Millisecond), (pr.caughtUp - pr.handled).Round(time.Millisecond))
 	}
-	b, p := median(bare), median(plug)
+	b, p := benchutil.Median(bare), benchutil.Median(plug)
 	fmt.Fprintf(w, "replay rate (median of %d)  bare %8.0f msg/s   plugin %8.0f msg/s   ratio %.2f\n", cfg.replayRepeat, b, p, p/b)
 	fmt.Fprintf(w, "target: replay ≥ 0.8 of the bare rate: %.2f  %s\n\n", p/b, verdict(p/b >= 0.8))
 	return nil
@@ -789,23 +771,6 @@ func declareHistory(url, exchange, stream string) error {
 }
 
 // ---------------------------------------------------------------- stats
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// percentile is the nearest-rank percentile of sorted durations.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func verdict(ok bool) string {
 	if ok {

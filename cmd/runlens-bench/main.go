@@ -47,6 +47,7 @@ import (
 
 	"github.com/runlens/runlens/exporter/collector"
 	"github.com/runlens/runlens/exporter/ingest"
+	"github.com/runlens/runlens/internal/benchutil"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/fleet"
 	"github.com/runlens/runlens/pkg/report"
@@ -260,7 +261,7 @@ func drain(w io.Writer, cfg config, log *slog.Logger) error {
 		exp = append(exp, r)
 		fmt.Fprintf(w, "  pass %d: bare %.0f msg/s, bare with batched acks %.0f msg/s, exporter %.0f msg/s\n", i+1, bare[i], bareBatched[i], exp[i])
 	}
-	b, bb, e := median(bare), median(bareBatched), median(exp)
+	b, bb, e := benchutil.Median(bare), benchutil.Median(bareBatched), benchutil.Median(exp)
 	fmt.Fprintf(w, "drain rate (median of %d)     bare consumer %8.0f msg/s   exporter %8.0f msg/s   ratio %.2f  (target ≥ 0.90)\n", cfg.repeat, b, e, e/b)
 	fmt.Fprintf(w, "                              bare consumer acking 64 at a time %8.0f msg/s   ratio %.2f\n\n", bb, e/bb)
 	return nil
@@ -817,31 +818,11 @@ func latency(ctx context.Context, w io.Writer, cfg config, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	sent := 0
-	tick := time.NewTicker(10 * time.Millisecond)
-	for sent < total {
-		<-tick.C
-		// Due by the clock, so the average rate holds even if a batch's
-		// confirms were slow.
-		due := min(total, int(time.Since(start).Seconds()*float64(cfg.latencyRate)))
-		if due <= sent {
-			continue
-		}
-		now := time.Now().UnixNano()
-		for i := sent; i < due; i++ {
-			pubNanos[i].Store(now)
-		}
-		if err := pub.PublishAll(ctx, bodies[sent:due], 0); err != nil {
-			tick.Stop()
-			pub.Close()
-			return err
-		}
-		sent = due
-	}
-	tick.Stop()
-	publishFor := time.Since(start)
+	publishFor, err := benchutil.PublishPaced(ctx, pub, bodies, cfg.latencyRate, pubNanos)
 	pub.Close()
+	if err != nil {
+		return err
+	}
 
 	deadline := time.Now().Add(10 * time.Second)
 	for (expPoll.shown.Load() < int64(total) || barePoll.shown.Load() < int64(total)) && time.Now().Before(deadline) {
@@ -893,13 +874,13 @@ func latency(ctx context.Context, w io.Writer, cfg config, log *slog.Logger) err
 			return 0
 		}
 		fmt.Fprintf(w, "  %s  latency p50 %6.1f ms   p99 %6.1f ms   max %6.1f ms   first poll %5.1f%%   (%d of %d shown)\n",
-			name, ms(percentile(up, 0.50)), ms(percentile(up, 0.99)), ms(up[len(up)-1]), 100*float64(first)/float64(len(up)), len(up), total)
-		return percentile(up, 0.99)
+			name, benchutil.Ms(benchutil.Percentile(up, 0.50)), benchutil.Ms(benchutil.Percentile(up, 0.99)), benchutil.Ms(up[len(up)-1]), 100*float64(first)/float64(len(up)), len(up), total)
+		return benchutil.Percentile(up, 0.99)
 	}
 	e99 := line("exporter", expPoll)
 	b99 := line("baseline", barePoll)
 	fmt.Fprintf(w, "publish → metric p99   baseline %.1f ms   exporter %.1f ms   difference %.1f ms  (the %s poll interval adds 0–%s to both, ≈%s on average)\n\n",
-		ms(b99), ms(e99), ms(e99-b99), cfg.pollInterval, cfg.pollInterval, cfg.pollInterval/2)
+		benchutil.Ms(b99), benchutil.Ms(e99), benchutil.Ms(e99-b99), cfg.pollInterval, cfg.pollInterval, cfg.pollInterval/2)
 	return nil
 }
 
@@ -917,14 +898,6 @@ func shownOnly(upper []time.Duration, first []bool) (up []time.Duration, firsts 
 	slices.Sort(up)
 	return up, firsts
 }
-
-// percentile is the nearest-rank percentile of sorted durations.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // ---------------------------------------------------------------- 4. scrape
 
@@ -1117,7 +1090,7 @@ func timeScrape(h http.Handler, reps int) scrapeResult {
 		resp.Body.Close()
 		times = append(times, float64(time.Since(t).Microseconds())/1000)
 	}
-	return scrapeResult{ms: median(times), bytes: size}
+	return scrapeResult{ms: benchutil.Median(times), bytes: size}
 }
 
 func heapInUse() uint64 {
@@ -1127,13 +1100,4 @@ func heapInUse() uint64 {
 	}
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
