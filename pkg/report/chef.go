@@ -82,3 +82,25 @@ func firstNonEmpty(ss ...looseString) string {
 	}
 	return ""
 }
+
+// chefRunHeader does what both Chef formats do with a finished run's
+// header: check the node name, put a node without an environment in
+// _default (as Chef does), and read the status and the start and end times
+// (their field names differ between the formats).
+func chefRunHeader(f Format, r *Run, status looseString, startName string, start looseString, endName string, end looseString) *Rejected {
+	if reason := checkNode(r.Node); reason != "" {
+		return rejectf(f, "%s", reason)
+	}
+	if r.Environment == "" {
+		r.Environment = "_default"
+	}
+	var rj *Rejected
+	if r.Status, rj = chefStatus(f, status); rj != nil {
+		return rj
+	}
+	if r.Start, rj = reportTime(f, startName, start); rj != nil {
+		return rj
+	}
+	r.End, rj = reportTime(f, endName, end)
+	return rj
+}

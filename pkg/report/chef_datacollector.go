@@ -159,20 +159,7 @@ func decodeRunConverge(e *envelope) (*Run, *Rejected) {
 	} else {
 		r.RunList = cleanList(n.RunList)
 	}
-	if reason := checkNode(r.Node); reason != "" {
-		return nil, rejectf(f, "%s", reason)
-	}
-	if r.Environment == "" {
-		r.Environment = "_default"
-	}
-	var rj *Rejected
-	if r.Status, rj = chefStatus(f, e.Status); rj != nil {
-		return nil, rj
-	}
-	if r.Start, rj = reportTime(f, "start_time", e.StartTime); rj != nil {
-		return nil, rj
-	}
-	if r.End, rj = reportTime(f, "end_time", e.EndTime); rj != nil {
+	if rj := chefRunHeader(f, r, e.Status, "start_time", e.StartTime, "end_time", e.EndTime); rj != nil {
 		return nil, rj
 	}
 	if !r.Start.IsZero() && !r.End.IsZero() {

@@ -23,21 +23,8 @@ func decodeChefHandler(e *envelope) (*Run, *Rejected) {
 		ClientVersion: cleanName(string(e.ChefVersion)),
 		DependsOn:     cleanList(e.DependsOn),
 	}
-	if reason := checkNode(r.Node); reason != "" {
-		return nil, rejectf(f, "%s", reason)
-	}
-	if r.Environment == "" {
-		// Chef puts every node without an explicit environment in _default.
-		r.Environment = "_default"
-	}
-	var rj *Rejected
-	if r.Status, rj = chefStatus(f, e.Status); rj != nil {
-		return nil, rj
-	}
-	if r.Start, rj = reportTime(f, "run_start_time", e.RunStartTime); rj != nil {
-		return nil, rj
-	}
-	if r.End, rj = reportTime(f, "run_end_time", e.RunEndTime); rj != nil {
+	rj := chefRunHeader(f, r, e.Status, "run_start_time", e.RunStartTime, "run_end_time", e.RunEndTime)
+	if rj != nil {
 		return nil, rj
 	}
 	if r.End.IsZero() {
