@@ -258,3 +258,43 @@ func benchFleet(n int) *fleet.State {
 	}
 	return st
 }
+
+// MetricNames must be exactly the runlens_* series a scrape serves once
+// every collector has something to show.
+func TestMetricNamesMatchScrape(t *testing.T) {
+	st := fleet.New(fleet.Options{})
+	st.Apply(chefRun("web-1", "prod", "a", report.StatusSuccess, 1), t0)
+	reg := prometheus.NewRegistry()
+	m := NewIngestMetrics(reg, 10)
+	m.Processed(chefRun("web-1", "prod", "a", report.StatusSuccess, 1), t0.Add(time.Second))
+	RegisterAMQPUp(reg, func() bool { return true })
+	RegisterBuildInfo(reg)
+	srv := httptest.NewServer(Handler(reg, NewFleetWriter(st), slog.Default(), 1))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	served := map[string]bool{}
+	for name, mf := range parse(t, resp.Body) {
+		served[name] = true
+		if mf.GetType() == dto.MetricType_HISTOGRAM {
+			for _, s := range []string{"_bucket", "_sum", "_count"} {
+				served[name+s] = true
+			}
+		}
+	}
+	listed := map[string]bool{}
+	for _, n := range MetricNames() {
+		listed[n] = true
+		if !served[n] {
+			t.Errorf("MetricNames lists %s, which /metrics does not serve", n)
+		}
+	}
+	for n := range served {
+		if strings.HasPrefix(n, "runlens_") && !listed[n] {
+			t.Errorf("/metrics serves %s, which MetricNames does not list", n)
+		}
+	}
+}

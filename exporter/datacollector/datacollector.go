@@ -46,6 +46,9 @@ import (
 // (data_collector.server_url = https://host:9865/data-collector/v0/).
 const Path = "/data-collector/v0/"
 
+// RequestsMetric counts the endpoint's requests by the status answered.
+const RequestsMetric = "runlens_ingest_requests_total"
+
 // TokenHeader is the request header carrying the data collector token.
 const TokenHeader = "x-data-collector-token"
 
@@ -150,7 +153,7 @@ func New(cfg Config) (http.Handler, error) {
 	h.log = h.log.With("component", "data-collector")
 
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "runlens_ingest_requests_total",
+		Name: RequestsMetric,
 		Help: "Requests to the Chef data collector HTTP ingest (" + Path + "), by HTTP status code answered.",
 	}, []string{"code"})
 	h.requests = make(map[int]prometheus.Counter, len(codes))
