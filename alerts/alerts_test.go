@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	yaml "go.yaml.in/yaml/v2"
 
 	"github.com/runlens/runlens/exporter/collector"
+	"github.com/runlens/runlens/internal/proctest"
 )
 
 const installHint = "apt-get install prometheus prometheus-alertmanager"
@@ -119,40 +119,17 @@ func TestAlertmanagerRoutes(t *testing.T) {
 // and checks what its inhibit rules suppress.
 func TestAlertmanagerInhibits(t *testing.T) {
 	bin := tool(t, "prometheus-alertmanager", "alertmanager")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	var logs bytes.Buffer
-	cmd := exec.Command(bin,
+	addr := proctest.FreeAddr(t)
+	dir := t.TempDir()
+	am := proctest.Start(t, dir, "alertmanager", bin,
 		"--config.file=alertmanager.yml",
-		"--storage.path="+t.TempDir(),
+		"--storage.path="+dir,
 		"--web.listen-address="+addr,
 		"--cluster.listen-address=",
 		"--log.level=warn",
 	)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager output:\n%s", logs.String())
-		}
-	})
 	base := "http://" + addr
-	waitFor(t, "alertmanager ready", func() (bool, string) {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	proctest.WaitReady(t, base+"/-/ready", 20*time.Second, am)
 
 	type alert = map[string]string
 	post := func(endsAt time.Time, alerts ...alert) {

@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v2"
 
+	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/pkg/broker"
 )
@@ -37,7 +36,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 	promBin := tool(t, "prometheus")
 	amBin := tool(t, "prometheus-alertmanager", "alertmanager")
 	promtool := tool(t, "promtool")
-	goBin := goTool(t)
+	goBin := proctest.Go()
 	dir := t.TempDir()
 
 	// Broker entities, deleted after every process is stopped (cleanups run
@@ -48,18 +47,10 @@ func TestAlertsEndToEnd(t *testing.T) {
 	rabbittest.DeleteQueues(t, queue, queue+".dead", stream)
 	rabbittest.DeleteExchanges(t, exchange, queue+".dlx")
 
-	var procs []*e2eProc
+	// Each process shows the tail of its output when the test fails
+	// (proctest.Start); the Prometheus queries are in a later cleanup.
+	var procs []*proctest.Proc
 	var promBase string
-	// On failure, the tail of every log (runs after the processes stopped;
-	// the Prometheus queries are in a later-registered cleanup).
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		for _, p := range procs {
-			t.Logf("--- tail of %s log (%s) ---\n%s", p.name, p.log, tail(p.log, 60))
-		}
-	})
 
 	// 1. The exporter.
 	exporterBin := filepath.Join(dir, "runlens-exporter")
@@ -68,8 +59,8 @@ func TestAlertsEndToEnd(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./exporter: %v\n%s", err, out)
 	}
-	exporterAddr := freeLoopbackAddr(t)
-	procs = append(procs, startProc(t, dir, "exporter", exporterBin,
+	exporterAddr := proctest.FreeAddr(t)
+	procs = append(procs, proctest.Start(t, dir, "exporter", exporterBin,
 		"--amqp.url="+rabbittest.URL,
 		"--amqp.exchange="+exchange,
 		"--amqp.queue="+queue,
@@ -78,7 +69,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 		"--web.listen-address="+exporterAddr,
 		"--log.level=info",
 	))
-	waitReady(t, "exporter", "http://"+exporterAddr+"/-/ready", procs)
+	proctest.WaitReady(t, "http://"+exporterAddr+"/-/ready", 30*time.Second, procs...)
 
 	// 2. The webhook receiver.
 	hook := &webhookRecorder{}
@@ -87,7 +78,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 
 	// 3. Alertmanager, routing everything to the webhook, one group per
 	// alert.
-	amAddr := freeLoopbackAddr(t)
+	amAddr := proctest.FreeAddr(t)
 	amConfig := filepath.Join(dir, "alertmanager.yml")
 	writeFile(t, amConfig, fmt.Sprintf(`global:
   resolve_timeout: 10s
@@ -105,20 +96,20 @@ receivers:
 `, hookSrv.URL+"/hook"))
 	amtool := tool(t, "amtool")
 	mustRun(t, amtool, "check-config", amConfig)
-	procs = append(procs, startProc(t, dir, "alertmanager", amBin,
+	procs = append(procs, proctest.Start(t, dir, "alertmanager", amBin,
 		"--config.file="+amConfig,
 		"--storage.path="+filepath.Join(dir, "am-data"),
 		"--web.listen-address="+amAddr,
 		"--cluster.listen-address=",
 		"--log.level=info",
 	))
-	waitReady(t, "alertmanager", "http://"+amAddr+"/-/ready", procs)
+	proctest.WaitReady(t, "http://"+amAddr+"/-/ready", 30*time.Second, procs...)
 
 	// 4. Prometheus with the real rules, only `for:` shortened.
 	rulesFile := filepath.Join(dir, "runlens.rules.yml")
 	writeFile(t, rulesFile, shortenFor(t, RulesYAML, e2eFor))
 	mustRun(t, promtool, "check", "rules", rulesFile)
-	promAddr := freeLoopbackAddr(t)
+	promAddr := proctest.FreeAddr(t)
 	promConfig := filepath.Join(dir, "prometheus.yml")
 	writeFile(t, promConfig, fmt.Sprintf(`global:
   scrape_interval: 1s
@@ -136,7 +127,7 @@ scrape_configs:
       - targets: [%q]
 `, rulesFile, amAddr, exporterAddr))
 	mustRun(t, promtool, "check", "config", promConfig)
-	procs = append(procs, startProc(t, dir, "prometheus", promBin,
+	procs = append(procs, proctest.Start(t, dir, "prometheus", promBin,
 		"--config.file="+promConfig,
 		"--storage.tsdb.path="+filepath.Join(dir, "prom-data"),
 		"--web.listen-address="+promAddr,
@@ -144,7 +135,7 @@ scrape_configs:
 		"--log.level=info",
 	))
 	promBase = "http://" + promAddr
-	waitReady(t, "prometheus", promBase+"/-/ready", procs)
+	proctest.WaitReady(t, promBase+"/-/ready", 30*time.Second, procs...)
 
 	// Diagnostics while Prometheus still runs (this cleanup runs first).
 	t.Cleanup(func() {
@@ -229,20 +220,6 @@ scrape_configs:
 	t.Logf("RunlensNodeRunFailing resolved %v after the successful run", time.Since(start).Round(time.Millisecond))
 }
 
-// goTool finds the go command that runs this test.
-func goTool(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	p, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go command not found to build the exporter: %v", err)
-	}
-	return p
-}
-
 // shortenFor returns the rule file with every rule's `for:` set to d.
 func shortenFor(t *testing.T, rules, d string) string {
 	t.Helper()
@@ -285,86 +262,11 @@ func shortenFor(t *testing.T, rules, d string) string {
 	return string(out)
 }
 
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-type e2eProc struct {
-	name, log string
-	cmd       *exec.Cmd
-	done      chan struct{}
-	err       error
-}
-
-func (p *e2eProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// startProc starts a program with its output in a log file; the test's
-// cleanup kills it and waits for it.
-func startProc(t *testing.T, dir, name, bin string, args ...string) *e2eProc {
-	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &e2eProc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s (pid %d) did not exit after kill", name, cmd.Process.Pid)
-		}
-	})
-	return p
-}
-
-func waitReady(t *testing.T, name, u string, procs []*e2eProc) {
-	t.Helper()
-	waitUntil(t, 30*time.Second, name+" ready", func() (bool, string) {
-		for _, p := range procs {
-			if p.exited() {
-				t.Fatalf("%s exited: %v\n%s", p.name, p.err, tail(p.log, 40))
-			}
-		}
-		resp, err := http.Get(u)
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
 }
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
@@ -380,18 +282,6 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bo
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
-	}
-	return strings.Join(l, "\n")
 }
 
 func httpGet(u string) ([]byte, error) {

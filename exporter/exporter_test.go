@@ -28,6 +28,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/runlens/runlens/internal/fixtures"
+	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/internal/testlog"
 	"github.com/runlens/runlens/pkg/broker"
@@ -65,16 +66,6 @@ func newHarness(t *testing.T, extra ...string) *harness {
 	return h
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // start runs the exporter and waits until it is ready.
 func (h *harness) start() {
 	h.t.Helper()
@@ -92,7 +83,7 @@ func (h *harness) start() {
 // launch runs the exporter without waiting for it.
 func (h *harness) launch() {
 	h.t.Helper()
-	h.addr = freeAddr(h.t)
+	h.addr = proctest.FreeAddr(h.t)
 	args := append([]string{
 		"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
 		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--log.level=info",

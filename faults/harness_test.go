@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/prometheus/common/model"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/pkg/broker"
 )
@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	exporterBin = filepath.Join(dir, "runlens-exporter")
-	build := exec.Command(goTool(), "build", "-o", exporterBin, "./exporter")
+	build := exec.Command(proctest.Go(), "build", "-o", exporterBin, "./exporter")
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "faults: go build ./exporter: %v\n%s", err, out)
@@ -53,23 +53,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // names are one test's broker entities, deleted when the test ends.
@@ -133,7 +116,7 @@ func startExporter(t *testing.T, name string, args ...string) *exporter {
 
 func startExporterNoWait(t *testing.T, name string, args ...string) *exporter {
 	t.Helper()
-	e := &exporter{t: t, name: name, addr: freeAddr(t), logPath: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
+	e := &exporter{t: t, name: name, addr: proctest.FreeAddr(t), logPath: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
 	logf, err := os.Create(e.logPath)
 	if err != nil {
 		t.Fatal(err)

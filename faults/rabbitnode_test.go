@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runlens/runlens/internal/proctest"
 )
 
 // rabbitBin holds the RabbitMQ scripts themselves: /usr/sbin/rabbitmqctl
@@ -44,10 +46,10 @@ type rabbitNode struct {
 	waitErr error
 }
 
-// freePort is a free loopback port (see freeAddr).
+// freePort is a free loopback port (see proctest.FreeAddr).
 func freePort(t *testing.T) int {
 	t.Helper()
-	_, p, _ := net.SplitHostPort(freeAddr(t))
+	_, p, _ := net.SplitHostPort(proctest.FreeAddr(t))
 	var n int
 	fmt.Sscan(p, &n)
 	return n

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/pkg/simulator"
 )
@@ -58,7 +58,7 @@ func TestReplicas(t *testing.T) {
 
 	// Prometheus scraping the three replicas.
 	dir := t.TempDir()
-	promAddr := freeAddr(t)
+	promAddr := proctest.FreeAddr(t)
 	var targets []string
 	for _, e := range exps {
 		targets = append(targets, fmt.Sprintf("%q", e.addr))
@@ -77,36 +77,10 @@ scrape_configs:
 `, rules, strings.Join(targets, ", "))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	promLog := filepath.Join(dir, "prometheus.log")
-	logf, err := os.Create(promLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prom := exec.Command(promBin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+	prom := proctest.Start(t, dir, "prometheus", promBin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
-	prom.Stdout, prom.Stderr = logf, logf
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	promDone := make(chan struct{})
-	go func() { _ = prom.Wait(); logf.Close(); close(promDone) }()
-	t.Cleanup(func() {
-		_ = prom.Process.Kill()
-		<-promDone
-		if t.Failed() {
-			b, _ := os.ReadFile(promLog)
-			t.Logf("--- tail of the prometheus log ---\n%s", tail(string(b), 30))
-		}
-	})
 	base := "http://" + promAddr
-	waitFor(t, 60*time.Second, 200*time.Millisecond, "prometheus ready", func() (bool, string) {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	proctest.WaitReady(t, base+"/-/ready", 60*time.Second, prom)
 
 	// 3,000 runs: rounds of the whole fleet, a minute apart, whole seconds.
 	fleet := simulator.New(simulator.Config{Nodes: nodes, Seed: 4, NodeAttributeBytes: 512, FailureRate: 0.2})

@@ -5,11 +5,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +16,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
+	"github.com/runlens/runlens/internal/testlog"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/report"
 	"github.com/runlens/runlens/pkg/simulator"
@@ -171,42 +171,15 @@ func errorShare(a, b metrics, service, env string) (share, total float64) {
 	return errs / total, total
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // End to end with the real broker: the simulator's bad-rollout of app,
 // published through broker.Publisher, raises app's 5xx share; the rollback
 // brings it back down. web is never touched.
 func TestBadRolloutRaisesAndRollbackLowersErrors(t *testing.T) {
 	exchange := rabbittest.Name(t, "demo.")
 	rabbittest.DeleteExchanges(t, exchange)
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs testlog.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--web.listen-address=" + addr, "--amqp.url=" + rabbittest.URL, "--amqp.exchange=" + exchange,

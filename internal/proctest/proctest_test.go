@@ -1,0 +1,25 @@
+package proctest
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStartTailAndExit(t *testing.T) {
+	sh := Tool(t, "apt-get install dash", "sh")
+	p := Start(t, t.TempDir(), "echo", sh, "-c", "echo one; echo two; echo three")
+	deadline := time.Now().Add(5 * time.Second)
+	for !p.Exited() {
+		if time.Now().After(deadline) {
+			t.Fatal("sh did not exit")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := p.Tail(2); got != "two\nthree" {
+		t.Errorf("Tail(2) = %q", got)
+	}
+	if a := FreeAddr(t); !strings.HasPrefix(a, "127.0.0.1:") {
+		t.Errorf("FreeAddr = %q", a)
+	}
+}
