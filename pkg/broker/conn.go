@@ -212,6 +212,18 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
+// backoffDefaults fills the reconnect backoff bounds: 100 ms to 30 s, and
+// never a maximum below the minimum.
+func backoffDefaults(minBackoff, maxBackoff time.Duration) (time.Duration, time.Duration) {
+	if minBackoff <= 0 {
+		minBackoff = 100 * time.Millisecond
+	}
+	if maxBackoff <= 0 {
+		maxBackoff = 30 * time.Second
+	}
+	return minBackoff, max(maxBackoff, minBackoff)
+}
+
 func orDefault[T comparable](v, def T) T {
 	var zero T
 	if v == zero {

@@ -88,15 +88,7 @@ func (c ConsumerConfig) defaults() ConsumerConfig {
 	if c.Prefetch <= 0 {
 		c.Prefetch = 256
 	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = 100 * time.Millisecond
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 30 * time.Second
-	}
-	if c.MaxBackoff < c.MinBackoff {
-		c.MaxBackoff = c.MinBackoff
-	}
+	c.MinBackoff, c.MaxBackoff = backoffDefaults(c.MinBackoff, c.MaxBackoff)
 	c.ConnectionName = orDefault(c.ConnectionName, "runlens")
 	c.Logger = loggerOrDefault(c.Logger)
 	return c

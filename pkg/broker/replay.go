@@ -52,15 +52,7 @@ func (c ReplayConfig) defaults() ReplayConfig {
 	if c.IdleAfter <= 0 {
 		c.IdleAfter = 500 * time.Millisecond
 	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = 100 * time.Millisecond
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 30 * time.Second
-	}
-	if c.MaxBackoff < c.MinBackoff {
-		c.MaxBackoff = c.MinBackoff
-	}
+	c.MinBackoff, c.MaxBackoff = backoffDefaults(c.MinBackoff, c.MaxBackoff)
 	c.ConnectionName = orDefault(c.ConnectionName, "runlens-replay")
 	c.Logger = loggerOrDefault(c.Logger)
 	return c
