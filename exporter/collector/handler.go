@@ -25,7 +25,7 @@ type HandlerOpts struct {
 	// scrape gets it again, from the moment it has a slot, so time spent
 	// waiting for one does not eat into its writing; a scrape therefore
 	// holds a slot for at most WriteTimeout, however slowly its client reads.
-	// It also bounds the wait for a slot. Zero: no deadline of the
+	// Twice it bounds the wait for a slot. Zero: no deadline of the
 	// handler's own.
 	WriteTimeout time.Duration
 	// Registerer, if not nil, gets runlens_scrapes_refused_total and
@@ -100,7 +100,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // acquire takes a scrape slot, waiting for one (bounded by the request's
-// context and the write timeout) when all are taken and fewer than
+// context and twice the write timeout) when all are taken and fewer than
 // MaxInFlight scrapes wait already.
 func (h *handler) acquire(r *http.Request) bool {
 	select {
@@ -114,9 +114,12 @@ func (h *handler) acquire(r *http.Request) bool {
 	default:
 		return false
 	}
+	// Every scrape at work is done within the write timeout of taking its
+	// slot, and at most as many wait as there are slots: a waiter has one
+	// within about one write timeout. Twice that is the margin.
 	var expired <-chan time.Time
 	if h.writeTimeout > 0 {
-		t := time.NewTimer(h.writeTimeout)
+		t := time.NewTimer(2 * h.writeTimeout)
 		defer t.Stop()
 		expired = t.C
 	}
