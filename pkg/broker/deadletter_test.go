@@ -146,6 +146,18 @@ func TestDeadLetterQueueDeclaredTheOldWay(t *testing.T) {
 	if dropped := r.c.DeadLettersDropped(); int(dropped)+held != 110 {
 		t.Errorf("dropped %d + held %d != 110 dead-lettered", dropped, held)
 	}
+
+	// With the bounds left to the policy (the flags at 0), the old queue
+	// matches the declaration: no warning.
+	_ = r.stop(t)
+	top.DeadLetterMaxLength, top.DeadLetterMaxBytes = -1, -1
+	log2, logs2 := testLogger(t)
+	r2 := startConsumer(t, ConsumerConfig{URL: rabbittest.URL, Topology: top, Logger: log2},
+		func(_ context.Context, m Message) error { return nil })
+	rabbittest.WaitFor(t, 10*time.Second, "consumer with the bounds left to the policy", r2.c.Consuming)
+	if strings.Contains(logs2.String(), "other length bounds") {
+		t.Errorf("warning although the declaration matches:\n%s", logs2)
+	}
 }
 
 func rabbitctl(t *testing.T, args ...string) {
