@@ -45,6 +45,12 @@ type config struct {
 	nodeTTL                   time.Duration
 	maxBytes                  int
 	dedupWindow, maxTypes     int
+	maxEnvs                   int
+	maxNodes, maxRoles        int
+	maxRoleBytes              int
+	dlqMaxLength, dlqMaxBytes int64
+	httpTimeouts              httpTimeouts
+	maxRequests               int
 	telemetryPath             string
 	ingestTokenFile           string
 	web                       *web.FlagConfig
@@ -81,6 +87,17 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	app.Flag("report.max-bytes", "Reports larger than this are rejected.").Default(fmt.Sprint(report.DefaultMaxBytes)).IntVar(&c.maxBytes)
 	app.Flag("report.dedup-window", "How many recent report ids are remembered to drop redeliveries.").Default("100000").IntVar(&c.dedupWindow)
 	app.Flag("metrics.max-resource-types", "Distinct resource_type label values; further types are counted as \"other\".").Default("100").IntVar(&c.maxTypes)
+	app.Flag("metrics.max-environments", "Distinct environment label values of the aggregate series (run_duration_seconds, resource_updates_total); further environments are counted as \"other\". An environment's series go when its last node expires.").
+		Default(fmt.Sprint(collector.DefaultMaxEnvironments)).IntVar(&c.maxEnvs)
+	app.Flag("node.max-nodes", "Nodes tracked at most; reports of further nodes are dead-lettered until tracked nodes expire.").Default("250000").IntVar(&c.maxNodes)
+	app.Flag("node.max-roles", "Roles kept per node (the first in sorted order); further roles are dropped.").Default("32").IntVar(&c.maxRoles)
+	app.Flag("node.max-role-bytes", "Roles longer than this are dropped from the node's identity.").Default("128").IntVar(&c.maxRoleBytes)
+	app.Flag("amqp.dead-letter-max-length", "Messages the dead-letter queue holds at most (x-max-length, with x-overflow reject-publish: further rejected reports are dropped and counted); 0 sets no argument (bound it with a policy).").
+		Default(fmt.Sprint(broker.DefaultDeadLetterMaxLength)).Int64Var(&c.dlqMaxLength)
+	app.Flag("amqp.dead-letter-max-bytes", "Bytes of message bodies the dead-letter queue holds at most (x-max-length-bytes); 0 sets no argument.").
+		Default(fmt.Sprint(broker.DefaultDeadLetterMaxBytes)).Int64Var(&c.dlqMaxBytes)
+	app.Flag("web.max-requests", "Scrapes of the telemetry path served at once; as many more wait for a slot, further ones get 503.").Default("4").IntVar(&c.maxRequests)
+	c.httpTimeouts.addFlags(app)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.telemetryPath)
 	app.Flag("ingest.token-file", "Enables the Chef data collector endpoint "+datacollector.Path+" on the web listener; the file holds the token Chef sends in x-data-collector-token.").
 		Envar("RUNLENS_INGEST_TOKEN_FILE").StringVar(&c.ingestTokenFile)
@@ -95,6 +112,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	}
 	if c.prefetch < 1 || c.maxBytes < 1 || c.dedupWindow < 1 || c.maxTypes < 1 {
 		return nil, errors.New("--amqp.prefetch, --report.max-bytes, --report.dedup-window and --metrics.max-resource-types must be positive")
+	}
+	if c.maxEnvs < 1 || c.maxNodes < 1 || c.maxRoles < 1 || c.maxRoleBytes < 1 || c.maxRequests < 1 || c.dlqMaxLength < 0 || c.dlqMaxBytes < 0 {
+		return nil, errors.New("--metrics.max-environments, --node.max-nodes, --node.max-roles, --node.max-role-bytes and --web.max-requests must be positive, --amqp.dead-letter-max-length and --amqp.dead-letter-max-bytes at least 0")
+	}
+	if err := c.httpTimeouts.validate(); err != nil {
+		return nil, err
 	}
 	if c.amqpPasswordFile != "" {
 		u, err := withPasswordFile(c.amqpURL, c.amqpPasswordFile)
@@ -153,23 +176,26 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	logger.Info("starting runlens-exporter", "version", versionString(), "amqp", broker.RedactURL(c.amqpURL),
 		"exchange", c.exchange, "queue", c.queue)
 
-	state := fleet.New(fleet.Options{DedupWindow: c.dedupWindow})
+	state := fleet.New(fleet.Options{DedupWindow: c.dedupWindow, MaxNodes: c.maxNodes, MaxRoles: c.maxRoles, MaxRoleBytes: c.maxRoleBytes})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	collector.RegisterBuildInfo(reg)
-	metrics := collector.NewIngestMetrics(reg, c.maxTypes)
+	metrics := collector.NewIngestMetrics(reg, c.maxTypes, c.maxEnvs)
+	collector.RegisterFleetBounds(reg, state.Refusals)
 	pipeline := ingest.New(report.Decoder{MaxBytes: c.maxBytes}, state, metrics, logger, nil)
 
 	topo := broker.Topology{
 		Exchange: c.exchange, Queue: c.queue,
 		DeadLetterExchange: c.deadLetterExchange, DeadLetterQueue: c.dlq,
-		DeliveryLimit: c.deliveryLimit,
+		DeliveryLimit:       c.deliveryLimit,
+		DeadLetterMaxLength: unsetIfZero(c.dlqMaxLength), DeadLetterMaxBytes: unsetIfZero(c.dlqMaxBytes),
 	}
 	consumer := broker.NewConsumer(broker.ConsumerConfig{
 		URL: c.amqpURL, Topology: topo, Prefetch: c.prefetch,
 		ConnectionName: "runlens-exporter", Logger: logger, Prepare: pipeline.Prepare,
 	}, pipeline.Handle)
 	collector.RegisterAMQPUp(reg, consumer.Connected)
+	collector.RegisterDeadLettersDropped(reg, consumer.DeadLettersDropped)
 
 	var caughtUp atomic.Bool
 	ctx, cancel := context.WithCancel(ctx)
@@ -199,12 +225,14 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			expireLoop(ctx, state, c.nodeTTL, logger)
+			expireLoop(ctx, state, metrics, c.nodeTTL, logger)
 		}()
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(c.telemetryPath, collector.Handler(reg, collector.NewFleetWriter(state), logger, 4))
+	mux.Handle(c.telemetryPath, collector.Handler(reg, collector.NewFleetWriter(state), logger, collector.HandlerOpts{
+		MaxInFlight: c.maxRequests, WriteTimeout: c.httpTimeouts.write, Registerer: reg,
+	}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		switch {
@@ -251,7 +279,7 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 		mux.Handle(datacollector.Path, ingestHandler)
 		logger.Info("Chef data collector ingest enabled", "path", datacollector.Path)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := c.httpTimeouts.server(mux)
 	go func() {
 		if err := web.ListenAndServe(srv, c.web, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("web: %w", err)
@@ -327,7 +355,7 @@ func replay(ctx context.Context, c *config, p *ingest.Pipeline, state *fleet.Sta
 	done("stopped")
 }
 
-func expireLoop(ctx context.Context, state *fleet.State, ttl time.Duration, logger *slog.Logger) {
+func expireLoop(ctx context.Context, state *fleet.State, metrics *collector.IngestMetrics, ttl time.Duration, logger *slog.Logger) {
 	every := min(max(ttl/10, time.Second), time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -338,6 +366,11 @@ func expireLoop(ctx context.Context, state *fleet.State, ttl time.Duration, logg
 		case now := <-t.C:
 			if gone := state.Expire(now, ttl); len(gone) > 0 {
 				logger.Info("nodes expired", "count", len(gone), "ttl", ttl)
+			}
+			// Every pass, not only when nodes expired: a node that moved
+			// environment can leave its old one empty too.
+			if n := metrics.ForgetEnvironments(state.Environments); n > 0 {
+				logger.Info("environments without nodes removed", "count", n)
 			}
 		}
 	}

@@ -316,7 +316,7 @@ func drainBare(url, queue string, n, prefetch, ackEvery int) (float64, error) {
 // exporterConsumer is the exporter's consumer and pipeline, as serve wires
 // them, with a hook called after each handled message.
 func exporterConsumer(url string, topo broker.Topology, prefetch int, state *fleet.State, reg prometheus.Registerer, log *slog.Logger, after func()) *broker.Consumer {
-	metrics := collector.NewIngestMetrics(reg, 100)
+	metrics := collector.NewIngestMetrics(reg, 100, collector.DefaultMaxEnvironments)
 	p := ingest.New(report.Decoder{}, state, metrics, log, nil)
 	return broker.NewConsumer(broker.ConsumerConfig{URL: url, Topology: topo, Prefetch: prefetch, Logger: log, Prepare: p.Prepare},
 		func(ctx context.Context, m broker.Message) error {
@@ -747,7 +747,7 @@ func latency(ctx context.Context, w io.Writer, cfg config, log *slog.Logger) err
 	c := exporterConsumer(cfg.url, topoExp, cfg.prefetch, state, reg, log, func() {})
 	expErr := make(chan error, 1)
 	go func() { expErr <- c.Run(cctx) }()
-	expSrv := httptest.NewServer(collector.Handler(reg, collector.NewFleetWriter(state), log, 4))
+	expSrv := httptest.NewServer(collector.Handler(reg, collector.NewFleetWriter(state), log, collector.HandlerOpts{}))
 	defer expSrv.Close()
 
 	// The baseline.
@@ -952,7 +952,7 @@ func scrape(w io.Writer, cfg config, n int, carry *scaleCarry) error {
 	if n >= 1_000_000 {
 		reps = 3
 	}
-	ours := timeScrape(collector.Handler(prometheus.NewRegistry(), collector.NewFleetWriter(state), slog.Default(), 1), reps)
+	ours := timeScrape(collector.Handler(prometheus.NewRegistry(), collector.NewFleetWriter(state), slog.Default(), collector.HandlerOpts{MaxInFlight: 1}), reps)
 
 	var baseline scrapeResult
 	if n <= cfg.baselineMaxNodes {

@@ -126,7 +126,7 @@ func TestFleetWriter(t *testing.T) {
 
 func TestIngestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := NewIngestMetrics(reg, 2)
+	m := NewIngestMetrics(reg, 2, 10)
 	r := chefRun("web-1", "prod", "a", report.StatusSuccess, 0)
 	r.UpdatedByType = map[string]int{"file": 2, "package": 1, "service": 4, "other": 1}
 	m.Processed(r, t0.Add(3*time.Second))
@@ -172,7 +172,7 @@ func TestHandlerServesBothAndGzips(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	RegisterBuildInfo(reg)
 	RegisterAMQPUp(reg, func() bool { return true })
-	srv := httptest.NewServer(Handler(reg, NewFleetWriter(st), slog.Default(), 2))
+	srv := httptest.NewServer(Handler(reg, NewFleetWriter(st), slog.Default(), HandlerOpts{MaxInFlight: 2}))
 	defer srv.Close()
 
 	for _, gz := range []bool{false, true} {
@@ -265,11 +265,13 @@ func TestMetricNamesMatchScrape(t *testing.T) {
 	st := fleet.New(fleet.Options{})
 	st.Apply(chefRun("web-1", "prod", "a", report.StatusSuccess, 1), t0)
 	reg := prometheus.NewRegistry()
-	m := NewIngestMetrics(reg, 10)
+	m := NewIngestMetrics(reg, 10, 10)
 	m.Processed(chefRun("web-1", "prod", "a", report.StatusSuccess, 1), t0.Add(time.Second))
 	RegisterAMQPUp(reg, func() bool { return true })
 	RegisterBuildInfo(reg)
-	srv := httptest.NewServer(Handler(reg, NewFleetWriter(st), slog.Default(), 1))
+	RegisterFleetBounds(reg, st.Refusals)
+	RegisterDeadLettersDropped(reg, func() uint64 { return 0 })
+	srv := httptest.NewServer(Handler(reg, NewFleetWriter(st), slog.Default(), HandlerOpts{MaxInFlight: 1, Registerer: reg}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
 	if err != nil {

@@ -25,18 +25,43 @@ type IngestMetrics struct {
 	delay           prometheus.Histogram
 	runDuration     *prometheus.HistogramVec
 	resourceUpdates *prometheus.CounterVec
+	folded          *prometheus.CounterVec
 
-	// resource_type is bounded: the first maxTypes types seen get a label
-	// of their own, later ones are added to "other". Chef resource types are
-	// a small set in practice, but a custom resource per cookbook must not be
-	// able to grow the series count without end.
+	// Both labels of the aggregates are bounded: the first maxTypes
+	// resource types and maxEnvs environments seen get a label value of
+	// their own, later ones are counted under "other". Chef resource types
+	// and environments are small sets in practice, but a producer (a custom
+	// resource per cookbook, an environment per report) must not be able to
+	// grow the series count without end. An environment's label is given
+	// back, and its series removed, once no tracked node is in it
+	// (ForgetEnvironments). mu covers the maps and the observations made
+	// with their labels, so that a label is never removed while a report is
+	// being counted under it.
 	mu       sync.Mutex
 	types    map[string]struct{}
 	maxTypes int
+	envs     map[string]uint64 // environment → seq of the last report counted under it
+	maxEnvs  int
+	otherEnv uint64 // seq of the last report counted under environment "other"
+	seq      uint64 // reports counted
 }
 
-// NewIngestMetrics registers the ingest series on reg.
-func NewIngestMetrics(reg prometheus.Registerer, maxResourceTypes int) *IngestMetrics {
+// otherLabel collects label values past a bound.
+const otherLabel = report.OtherResourceType
+
+// Values of the bound label of runlens_series_folded_total.
+const (
+	BoundEnvironment  = "environment"
+	BoundResourceType = "resource_type"
+)
+
+// DefaultMaxEnvironments is --metrics.max-environments' default.
+const DefaultMaxEnvironments = 100
+
+// NewIngestMetrics registers the ingest series on reg, with at most
+// maxResourceTypes resource_type and maxEnvironments environment values
+// (each at least 1).
+func NewIngestMetrics(reg prometheus.Registerer, maxResourceTypes, maxEnvironments int) *IngestMetrics {
 	m := &IngestMetrics{
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "reports_total",
@@ -49,15 +74,22 @@ func NewIngestMetrics(reg prometheus.Registerer, maxResourceTypes int) *IngestMe
 		}),
 		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "run_duration_seconds",
-			Help:    "Duration of finished runs.",
+			Help:    "Duration of finished runs (environments past --metrics.max-environments are counted as \"other\").",
 			Buckets: []float64{1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600},
 		}, []string{"environment"}),
 		resourceUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "resource_updates_total",
-			Help: "Resources changed by runs, by environment and resource type (types past the bound are counted as \"other\").",
+			Help: "Resources changed by runs, by environment and resource type (values past their bound are counted as \"other\").",
 		}, []string{"environment", "resource_type"}),
+		folded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "series_folded_total",
+			Help: "Observations counted under \"other\" because a bound on distinct label values was reached: " +
+				"one per run for environment (--metrics.max-environments), one per run and resource type for resource_type (--metrics.max-resource-types).",
+		}, []string{"bound"}),
 		types:    make(map[string]struct{}),
-		maxTypes: maxResourceTypes,
+		maxTypes: max(maxResourceTypes, 1),
+		envs:     make(map[string]uint64),
+		maxEnvs:  max(maxEnvironments, 1),
 	}
 	// Every format × outcome exists from the start, so rate() and alert
 	// rules on rejections have a zero to compare with.
@@ -66,7 +98,9 @@ func NewIngestMetrics(reg prometheus.Registerer, maxResourceTypes int) *IngestMe
 			m.reports.WithLabelValues(string(f), o)
 		}
 	}
-	reg.MustRegister(m.reports, m.delay, m.runDuration, m.resourceUpdates)
+	m.folded.WithLabelValues(BoundEnvironment)
+	m.folded.WithLabelValues(BoundResourceType)
+	reg.MustRegister(m.reports, m.delay, m.runDuration, m.resourceUpdates, m.folded)
 	return m
 }
 
@@ -88,23 +122,90 @@ func (m *IngestMetrics) Processed(r *report.Run, now time.Time) {
 		return
 	}
 	m.delay.Observe(max(now.Sub(r.End).Seconds(), 0))
-	m.runDuration.WithLabelValues(r.Environment).Observe(r.Duration.Seconds())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq++
+	env := m.envLabel(r.Environment)
+	m.runDuration.WithLabelValues(env).Observe(r.Duration.Seconds())
 	for typ, n := range r.UpdatedByType {
-		m.resourceUpdates.WithLabelValues(r.Environment, m.typeLabel(typ)).Add(float64(n))
+		m.resourceUpdates.WithLabelValues(env, m.typeLabel(typ)).Add(float64(n))
 	}
 }
 
+// envLabel returns the environment label for env and marks it used. Called
+// with mu held.
+func (m *IngestMetrics) envLabel(env string) string {
+	if _, ok := m.envs[env]; ok {
+		m.envs[env] = m.seq
+		return env
+	}
+	if env == otherLabel || len(m.envs) >= m.maxEnvs {
+		if env != otherLabel {
+			m.folded.WithLabelValues(BoundEnvironment).Inc()
+		}
+		m.otherEnv = m.seq
+		return otherLabel
+	}
+	m.envs[env] = m.seq
+	return env
+}
+
+// typeLabel returns the resource_type label for typ. Called with mu held.
 func (m *IngestMetrics) typeLabel(typ string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if _, ok := m.types[typ]; ok {
 		return typ
 	}
-	if typ == report.OtherResourceType || len(m.types) >= m.maxTypes {
-		return report.OtherResourceType
+	if typ == otherLabel {
+		// Folded by the decoder's per-report bound, not by this one.
+		return otherLabel
+	}
+	if len(m.types) >= m.maxTypes {
+		m.folded.WithLabelValues(BoundResourceType).Inc()
+		return otherLabel
 	}
 	m.types[typ] = struct{}{}
 	return typ
+}
+
+// ForgetEnvironments removes the aggregate series (run_duration_seconds,
+// resource_updates_total) of every environment no tracked node is in any
+// more, and gives its place under --metrics.max-environments back; "other"
+// goes once no tracked node is in a folded environment. nodesPerEnv is
+// fleet.State.Environments, called here after a snapshot of the report
+// count, so that an environment counted while it runs is kept. It returns
+// how many environments it removed.
+func (m *IngestMetrics) ForgetEnvironments(nodesPerEnv func() map[string]int) int {
+	m.mu.Lock()
+	since := m.seq
+	m.mu.Unlock()
+	live := nodesPerEnv()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	otherLive := false
+	for env, n := range live {
+		if _, ok := m.envs[env]; n > 0 && env != "" && !ok {
+			otherLive = true // folded, or "other" itself
+		}
+	}
+	removed := 0
+	for env, last := range m.envs {
+		if live[env] == 0 && last <= since {
+			m.removeEnvironment(env)
+			delete(m.envs, env)
+			removed++
+		}
+	}
+	if !otherLive && m.otherEnv != 0 && m.otherEnv <= since {
+		m.removeEnvironment(otherLabel)
+		m.otherEnv = 0
+	}
+	return removed
+}
+
+func (m *IngestMetrics) removeEnvironment(env string) {
+	m.runDuration.DeleteLabelValues(env)
+	m.resourceUpdates.DeletePartialMatch(prometheus.Labels{"environment": env})
 }
 
 // RegisterAMQPUp exposes runlens_amqp_up from a connection probe.

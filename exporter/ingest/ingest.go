@@ -16,6 +16,10 @@ import (
 	"github.com/runlens/runlens/pkg/report"
 )
 
+// ReasonNodeLimit is the dead-letter reason of a report refused because the
+// fleet tracks --node.max-nodes nodes and the report's node is not one of them.
+const ReasonNodeLimit = "node limit reached (--node.max-nodes): the node is not tracked"
+
 // Pipeline holds what one message goes through.
 type Pipeline struct {
 	decoder report.Decoder
@@ -72,9 +76,19 @@ func (p *Pipeline) Handle(_ context.Context, m broker.Message) error {
 		return broker.DeadLetter(reason)
 	}
 	now := p.now()
-	if p.fleet.Apply(r, now) == fleet.Duplicate {
+	switch p.fleet.Apply(r, now) {
+	case fleet.Duplicate:
 		p.metrics.Duplicate(r.Format)
 		return nil
+	case fleet.Refused:
+		// A valid report of one node too many: kept in the dead-letter
+		// queue (for a shovel back once --node.max-nodes is raised),
+		// counted as rejected and in runlens_nodes_refused_total.
+		p.metrics.Rejected(r.Format)
+		if p.rejectLog.Allow() {
+			p.log.Warn("report refused: node limit reached (--node.max-nodes)", "format", r.Format, "node", r.Node)
+		}
+		return broker.DeadLetter(ReasonNodeLimit)
 	}
 	p.metrics.Processed(r, now)
 	return nil

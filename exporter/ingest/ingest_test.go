@@ -23,7 +23,7 @@ func newPipeline(t *testing.T) (*Pipeline, *fleet.State, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
 	st := fleet.New(fleet.Options{})
-	m := collector.NewIngestMetrics(prometheus.NewRegistry(), 10)
+	m := collector.NewIngestMetrics(prometheus.NewRegistry(), 10, 10)
 	now := func() time.Time { return time.Date(2026, 11, 1, 12, 0, 5, 0, time.UTC) }
 	return New(report.Decoder{MaxBytes: 4096}, st, m, slog.New(slog.NewTextHandler(&logs, nil)), now), st, &logs
 }

@@ -115,10 +115,13 @@ type Consumer struct {
 	connected  atomic.Bool
 	consuming  atomic.Bool
 	reconnects atomic.Uint64
+	// Dead letters the dead-letter queue refused (full); see handle.
+	deadLettersDropped atomic.Uint64
 
 	// Used only by the Run goroutine.
 	transientRun int
 	transientLog rateLimiter
+	dropLog      rateLimiter
 }
 
 // NewConsumer returns a consumer calling h for each message; see Run.
@@ -129,6 +132,7 @@ func NewConsumer(cfg ConsumerConfig, h Handler) *Consumer {
 		h:            h,
 		log:          cfg.Logger.With("url", RedactURL(cfg.URL), "queue", cfg.Topology.Queue),
 		transientLog: rateLimiter{every: 10 * time.Second},
+		dropLog:      rateLimiter{every: 10 * time.Second},
 	}
 }
 
@@ -138,6 +142,11 @@ func (c *Consumer) Connected() bool { return c.connected.Load() }
 // Consuming reports whether the consumer is registered and receiving
 // (readiness).
 func (c *Consumer) Consuming() bool { return c.consuming.Load() }
+
+// DeadLettersDropped returns how many messages the handler dead-lettered
+// that the dead-letter queue refused because it was full
+// (runlens_dead_letters_dropped_total).
+func (c *Consumer) DeadLettersDropped() uint64 { return c.deadLettersDropped.Load() }
 
 // Reconnects returns how many times the consumer connected again after having
 // been connected once.
@@ -220,11 +229,8 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 	c.connected.Store(true)
 	defer c.connected.Store(false)
 
-	ch, err := conn.Channel()
+	ch, err := declareTopology(conn, c.cfg.Topology, c.log)
 	if err != nil {
-		return 0, fmt.Errorf("open channel: %w", err)
-	}
-	if err := Declare(ch, c.cfg.Topology); err != nil {
 		if isCode(err, amqp.PreconditionFailed) {
 			return 0, &ConfigError{msg: fmt.Sprintf("broker: %v (an entity of that name exists with other settings: delete it or configure another name)", err), err: err}
 		}
@@ -483,7 +489,20 @@ func (s *consumerSession) handle(d amqp.Delivery, prepared any, more bool) error
 	}
 	if reason, ok := IsDeadLetter(herr); ok {
 		c.transientRun = 0
-		if err := s.deadLetter(d, reason); err != nil {
+		err := s.deadLetter(d, reason)
+		if errors.Is(err, errDeadLetterRefused) {
+			// The dead-letter queue is full (x-overflow reject-publish).
+			// Its bound exists so that rejects cannot grow it without end;
+			// requeueing would block the queue behind them instead. The
+			// message is dropped, and counted.
+			c.deadLettersDropped.Add(1)
+			if ok, suppressed := c.dropLog.allow(time.Now()); ok {
+				c.log.Warn("dead-letter queue full: rejected message dropped", "reason", reason,
+					"dead_letter_queue", c.cfg.Topology.DeadLetterQueue, "dropped_total", c.deadLettersDropped.Load(), "suppressed_logs", suppressed)
+			}
+			err = nil
+		}
+		if err != nil {
 			c.log.Error("cannot dead-letter message; requeueing it", "reason", reason, "err", err)
 			if nerr := s.ch.Nack(d.DeliveryTag, false, true); nerr != nil {
 				return fmt.Errorf("basic.nack: %w", nerr)
@@ -519,6 +538,13 @@ func (s *consumerSession) handle(d amqp.Delivery, prepared any, more bool) error
 	}
 	return nil
 }
+
+// errDeadLetterRefused: the broker nacked a dead-lettered copy. A quorum
+// queue nacks a publish when it is at its length limit with x-overflow
+// reject-publish (RabbitMQ 3.10 site/maxlength.md, "Queue Overflow
+// Behaviour"; a nack for an internal error is indistinguishable on the wire
+// and is treated the same).
+var errDeadLetterRefused = errors.New("broker nacked the dead-lettered copy")
 
 // deadLetter publishes a copy of d to the dead-letter exchange and waits for
 // the broker's confirm.
@@ -563,7 +589,7 @@ func (s *consumerSession) deadLetter(d amqp.Delivery, reason string) error {
 		if s.pch.IsClosed() {
 			return errors.New("channel closed before the broker confirmed the dead-lettered copy")
 		}
-		return errors.New("broker nacked the dead-lettered copy")
+		return errDeadLetterRefused
 	}
 	// A mandatory message that no queue took is returned before its ack.
 	select {

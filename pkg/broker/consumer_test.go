@@ -27,8 +27,9 @@ func TestDeclare(t *testing.T) {
 
 	// Both queues are quorum queues: declaring them as classic is refused.
 	for q, args := range map[string]amqp.Table{
-		top.Queue:           {"x-queue-type": "classic", "x-dead-letter-exchange": top.DeadLetterExchange, "x-delivery-limit": int64(20)},
-		top.DeadLetterQueue: {"x-queue-type": "classic"},
+		top.Queue: {"x-queue-type": "classic", "x-dead-letter-exchange": top.DeadLetterExchange, "x-delivery-limit": int64(20)},
+		top.DeadLetterQueue: {"x-queue-type": "classic", "x-max-length": DefaultDeadLetterMaxLength,
+			"x-max-length-bytes": DefaultDeadLetterMaxBytes, "x-overflow": "reject-publish"},
 	} {
 		ch := rabbittest.Channel(t)
 		_, err := ch.QueueDeclare(q, true, false, false, false, args)
@@ -55,7 +56,8 @@ func TestDeclare(t *testing.T) {
 func TestTopologyDefaults(t *testing.T) {
 	got := Topology{}.Defaults()
 	want := Topology{Exchange: "chef_reports", Queue: "runlens.exporter", DeadLetterExchange: "runlens.exporter.dlx",
-		DeadLetterQueue: "runlens.exporter.dead", DeliveryLimit: 20}
+		DeadLetterQueue: "runlens.exporter.dead", DeliveryLimit: 20,
+		DeadLetterMaxLength: DefaultDeadLetterMaxLength, DeadLetterMaxBytes: DefaultDeadLetterMaxBytes}
 	if got != want {
 		t.Errorf("Defaults() = %+v, want %+v", got, want)
 	}

@@ -25,6 +25,9 @@ const (
 	Applied Outcome = iota
 	// Duplicate: a report with the same key was applied recently; nothing changed.
 	Duplicate
+	// Refused: the report is of a node not tracked yet and Options.MaxNodes
+	// are; nothing changed.
+	Refused
 )
 
 // Options tune a State. The zero value is usable.
@@ -37,6 +40,9 @@ type Options struct {
 	// each node keeps by name (the datasource shows them; the exporter needs
 	// none, so it keeps 0 and spends no memory on them).
 	KeepChanges int
+	// MaxNodes, MaxRoles and MaxRoleBytes bound the state (see bounds.go);
+	// zero means no bound.
+	MaxNodes, MaxRoles, MaxRoleBytes int
 }
 
 // LastRun summarises a node's latest finished run.
@@ -101,6 +107,7 @@ type State struct {
 	nodes map[string]*Node
 	dedup *dedup
 	gen   uint64 // bumped on every change, so readers can tell if anything moved
+	bound boundCounts
 }
 
 // New returns an empty fleet.
@@ -117,6 +124,9 @@ func New(opts Options) *State {
 func (s *State) Apply(r *report.Run, now time.Time) Outcome {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.refuse(r.Node) {
+		return Refused
+	}
 	if !s.dedup.add(r.Key()) {
 		return Duplicate
 	}
@@ -132,6 +142,9 @@ func (s *State) Apply(r *report.Run, now time.Time) Outcome {
 func (s *State) Restore(r *report.Run, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.refuse(r.Node) {
+		return
+	}
 	s.apply(r, now, false)
 }
 
@@ -169,6 +182,7 @@ func (s *State) apply(r *report.Run, now time.Time, count bool) {
 		// Identity follows the newest run: a node that moved environment
 		// or changed roles is shown as it is now.
 		setIdentity(n, r)
+		n.Roles = s.boundRoles(n.Roles)
 	}
 	if count {
 		n.Runs++

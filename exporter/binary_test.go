@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runlens/runlens/internal/proctest"
+)
+
+// The exporter built once for the tests that run it as a real process (the
+// HTTP server's timeouts and the bounds are the binary's behaviour, flags
+// and all).
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+)
+
+func exporterBinary(t *testing.T) string {
+	t.Helper()
+	binaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "runlens-exporter-test-")
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "runlens-exporter")
+		out, err := exec.Command(proctest.Go(), "build", "-o", binaryPath, ".").CombinedOutput()
+		if err != nil {
+			binaryErr = fmt.Errorf("go build ./exporter: %v\n%s", err, out)
+		}
+	})
+	if binaryErr != nil {
+		t.Fatal(binaryErr)
+	}
+	return binaryPath
+}
+
+// TestMain removes the built binary after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binaryPath != "" {
+		os.RemoveAll(filepath.Dir(binaryPath))
+	}
+	os.Exit(code)
+}
+
+// startBinary runs the built exporter with the harness's names and extra
+// flags, and waits until it is ready. The test's cleanup kills it.
+func (h *harness) startBinary() *proctest.Proc {
+	h.t.Helper()
+	h.addr = proctest.FreeAddr(h.t)
+	args := append([]string{
+		"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
+		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--log.level=info",
+	}, h.extra...)
+	p := proctest.Start(h.t, h.t.TempDir(), "runlens-exporter", exporterBinary(h.t), args...)
+	proctest.WaitReady(h.t, "http://"+h.addr+"/-/ready", 60*time.Second, p)
+	return p
+}
