@@ -76,9 +76,9 @@ func decodeChefHandler(e *envelope) (*Run, *Rejected) {
 		r.FailedCount = e.FailedResourcesCount.count()
 	}
 	// The handler counts the run's distinct resources; a count below what
-	// the lists name is a broken producer, and the lists win.
+	// the lists and counts name is a broken producer, and they win.
 	if e.TotalResourcesCount.Set {
-		r.TotalResources = max(e.TotalResourcesCount.count(), tally.distinct())
+		r.TotalResources = max(e.TotalResourcesCount.count(), tally.distinct(), r.UpdatedCount, r.FailedCount)
 	}
 	if truthy(e.WhyRun) {
 		// Chef::Config[:why_run]: nothing was changed, whatever the

@@ -49,6 +49,8 @@ type want struct {
 	byType        map[string]int
 	updatedList   []Resource // prefix of Run.Updated
 	failedList    []Resource
+
+	identityMissing bool // always checked
 }
 
 // fixture03Types are the updated resources of fixtures 03 and 07 (one run,
@@ -144,7 +146,7 @@ func fixtureWants(t *testing.T) map[string]want {
 			status: StatusSuccess, start: ts(t, "2018-09-14T19:37:42Z"), end: ts(t, "2018-09-14T19:39:34Z"),
 			// 68 strings, 63 distinct: the same run as fixture 03, the same counts.
 			duration: 112 * time.Second, updated: 63, fqdn: "chef-client-dev-2.test", ip: "10.0.2.15",
-			byType: fixture03Types,
+			byType:      fixture03Types,
 			updatedList: []Resource{{"directory", "/var/run/chef"}, {"directory", "/var/cache/chef"}},
 		},
 		"chef/08-handler-payload-failure-RECONSTRUCTED.json": {
@@ -266,6 +268,7 @@ func checkFixture(t *testing.T, body []byte, w want) {
 	eq("UpdatedCount", r.UpdatedCount, w.updated)
 	eq("FailedCount", r.FailedCount, w.failed)
 	eq("TotalResources", r.TotalResources, w.total)
+	eq("IdentityMissing", r.IdentityMissing, w.identityMissing)
 	if w.fqdn != "" {
 		eq("FQDN", r.FQDN, w.fqdn)
 	}
