@@ -152,11 +152,11 @@ func TestPing(t *testing.T) {
 func TestSkippedMessages(t *testing.T) {
 	env := newEnv(t, nil)
 	for body, want := range map[string]int{
-		`{"type":"inspec_report","node_name":"web-1","profiles":[],"report_uuid":"r1"}`: http.StatusNoContent,
-		`{"message_type":"action","task":"update"}`:                                     http.StatusNoContent,
-		`{"message_type":"node_delete"}`:                                                http.StatusNoContent,
+		`{"type":"inspec_report","node_name":"web-1","profiles":[],"report_uuid":"r1"}`:  http.StatusNoContent,
+		`{"message_type":"action","task":"update"}`:                                      http.StatusNoContent,
+		`{"message_type":"node_delete"}`:                                                 http.StatusNoContent,
 		`{"node_name":"web-1","status":"success","run_end_time":"2024-05-01T10:00:00Z"}`: http.StatusNoContent,
-		`{"type":"other","hostname":"x"}`:                                               http.StatusBadRequest,
+		`{"type":"other","hostname":"x"}`:                                                http.StatusBadRequest,
 	} {
 		if rec := env.post(body); rec.Code != want {
 			t.Errorf("%s: %d, want %d", body, rec.Code, want)
