@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/promslog"
@@ -53,6 +54,12 @@ type config struct {
 	maxRequests               int
 	telemetryPath             string
 	ingestTokenFile           string
+	ingestListenAddress       string
+	ingestWebConfigFile       string
+	ingestSpoolDir            string
+	ingestSpoolMaxBytes       units.Base2Bytes
+	ingestStripBodies         bool
+	ingestPublishTimeout      time.Duration
 	web                       *web.FlagConfig
 	log                       *promslog.Config
 }
@@ -99,8 +106,14 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	app.Flag("web.max-requests", "Scrapes of the telemetry path served at once; as many more wait for a slot, further ones get 503.").Default("4").IntVar(&c.maxRequests)
 	c.httpTimeouts.addFlags(app)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&c.telemetryPath)
-	app.Flag("ingest.token-file", "Enables the Chef data collector endpoint "+datacollector.Path+" on the web listener; the file holds the token Chef sends in x-data-collector-token.").
+	app.Flag("ingest.token-file", "Enables the Chef data collector endpoint "+datacollector.Path+" (on the web listener, or on --ingest.listen-address); the file holds the token Chef sends in x-data-collector-token.").
 		Envar("RUNLENS_INGEST_TOKEN_FILE").StringVar(&c.ingestTokenFile)
+	app.Flag("ingest.listen-address", "Serve the data collector endpoint on this address of its own instead of the web listener, so /metrics can keep basic auth while Chef posts with its token.").StringVar(&c.ingestListenAddress)
+	app.Flag("ingest.web-config.file", "exporter-toolkit web configuration (TLS only) for --ingest.listen-address; default: the tls_server_config of --web.config.file.").StringVar(&c.ingestWebConfigFile)
+	app.Flag("ingest.spool.dir", "Directory where accepted data collector messages the broker cannot confirm in time are fsynced and kept until it does (answered 202); empty: answer 503 instead.").StringVar(&c.ingestSpoolDir)
+	app.Flag("ingest.spool.max-bytes", "Bytes of messages the ingest spool holds at most; past it requests get 503.").Default("1GiB").BytesVar(&c.ingestSpoolMaxBytes)
+	app.Flag("ingest.strip-bodies", "Strip data collector messages to what runlens and a node inventory need (node attributes, resource states and diffs removed; errors capped and scrubbed) before publishing.").BoolVar(&c.ingestStripBodies)
+	app.Flag("ingest.publish-timeout", "How long an ingest request waits for the broker's confirm before the message goes to the spool (or 503 without one).").Default(datacollector.DefaultTimeout.String()).DurationVar(&c.ingestPublishTimeout)
 	c.web = kingpinflag.AddFlags(app, DefaultListenAddress)
 	promslogflag.AddFlags(app, c.log)
 	app.Version(versionString())
@@ -109,6 +122,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	}
 	if stopped {
 		return nil, nil
+	}
+	if c.ingestSpoolMaxBytes <= 0 || c.ingestPublishTimeout <= 0 {
+		return nil, errors.New("--ingest.spool.max-bytes and --ingest.publish-timeout must be positive")
 	}
 	if c.prefetch < 1 || c.maxBytes < 1 || c.dedupWindow < 1 || c.maxTypes < 1 {
 		return nil, errors.New("--amqp.prefetch, --report.max-bytes, --report.dedup-window and --metrics.max-resource-types must be positive")
@@ -260,26 +276,12 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 		}
 		mux.Handle("/", landing)
 	}
-	if c.ingestTokenFile != "" {
-		token, err := datacollector.LoadToken(c.ingestTokenFile)
-		if err != nil {
-			return err
-		}
-		pub, err := broker.NewLazyPublisher(c.amqpURL, c.exchange, logger)
-		if err != nil {
-			return err
-		}
-		defer pub.Close()
-		ingestHandler, err := datacollector.New(datacollector.Config{
-			Token: token, Publisher: pub, MaxBytes: int64(c.maxBytes), Logger: logger, Registerer: reg,
-		})
-		if err != nil {
-			return err
-		}
-		mux.Handle(datacollector.Path, ingestHandler)
-		logger.Info("Chef data collector ingest enabled", "path", datacollector.Path)
+	dcIngest, err := startIngest(ctx, c, reg, logger, errc)
+	if err != nil {
+		return err
 	}
-	srv := c.httpTimeouts.server(mux)
+	defer dcIngest.close()
+	srv := c.httpTimeouts.server(dcIngest.front(mux))
 	go func() {
 		if err := web.ListenAndServe(srv, c.web, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("web: %w", err)

@@ -17,6 +17,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/runlens/runlens/internal/fixtures"
+	"github.com/runlens/runlens/internal/proctest"
+	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/pkg/report"
 )
 
@@ -116,11 +118,13 @@ func TestChefHandlerRubySuite(t *testing.T) {
 func TestSaltReturnerPythonSuite(t *testing.T) {
 	t.Parallel()
 	requirePython(t)
-	out := run(t, pythonBin, "salt/tests/test_runlens_amqp.py", "-v")
-	if !strings.HasSuffix(strings.TrimSpace(out), "\nOK") {
-		t.Fatalf("unexpected unittest summary:\n%s", out)
+	for _, suite := range []string{"salt/tests/test_runlens_amqp.py", "salt/tests/test_runlens_amqp_more.py"} {
+		out := run(t, pythonBin, suite, "-v")
+		if !strings.HasSuffix(strings.TrimSpace(out), "\nOK") {
+			t.Fatalf("%s: unexpected unittest summary:\n%s", suite, out)
+		}
+		t.Log(suite, lastLine(out))
 	}
-	t.Log(lastLine(out))
 }
 
 // broker is a test's own durable fanout exchange (declared as the producers
@@ -248,6 +252,54 @@ func TestChefHandlerEndToEnd(t *testing.T) {
 	if failed.Error == nil || failed.Error.Class != "Stand::EnclosingDirectoryDoesNotExist" ||
 		!strings.Contains(failed.Error.Message, "Parent directory /failed/file does not exist") {
 		t.Errorf("failure Error = %+v", failed.Error)
+	}
+}
+
+// TestChefHandlerHTTPEndToEnd: the handler's http transport (Net::HTTP, no
+// gem) posts to the real exporter binary's data collector endpoint, which
+// publishes to the exchange: the same reports arrive as over AMQP.
+func TestChefHandlerHTTPEndToEnd(t *testing.T) {
+	t.Parallel()
+	requireRuby(t)
+	b := newBroker(t, "runlens.test.producers.chefhttp.")
+	bin := filepath.Join(t.TempDir(), "runlens-exporter")
+	if out, err := exec.Command(proctest.Go(), "build", "-o", bin, "../exporter").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./exporter: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("e2e-http-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	queue, stream := rabbittest.Name(t, "runlens.test.producers.q."), rabbittest.Name(t, "runlens.test.producers.hist.")
+	rabbittest.DeleteQueues(t, queue, queue+".dead", stream)
+	rabbittest.DeleteExchanges(t, queue+".dlx")
+	web, ingest := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	proc := proctest.Start(t, dir, "exporter", bin, "--amqp.url="+amqpURL(), "--amqp.exchange="+b.exchange,
+		"--amqp.queue="+queue, "--history.stream="+stream, "--history.replay=0", "--web.listen-address="+web,
+		"--ingest.token-file="+token, "--ingest.listen-address="+ingest, "--ingest.spool.dir="+filepath.Join(dir, "spool"))
+	proctest.WaitReady(t, "http://"+web+"/-/ready", 60*time.Second, proc)
+
+	okID, failID := "http-ok-"+b.exchange[len(b.exchange)-12:], "http-fail-"+b.exchange[len(b.exchange)-12:]
+	cmd := exec.Command(rubyBin, "chef/test/e2e_publish.rb", "unused", "unused", "unused", okID, failID)
+	cmd.Env = append(os.Environ(), "RUNLENS_E2E_HTTP_URL=http://"+ingest+"/data-collector/v0/", "RUNLENS_E2E_HTTP_TOKEN=e2e-http-token")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("e2e_publish.rb over http: %v\n%s", err, out)
+	}
+	msgs := b.take(t, 2)
+	byRun := map[string]*report.Run{}
+	for _, d := range msgs {
+		if d.Headers["x-runlens-source"] != "data-collector" {
+			t.Errorf("message without the data collector's header: %v", d.Headers)
+		}
+		r := decode(t, d)
+		byRun[r.ID] = r
+	}
+	if ok := byRun[okID]; ok == nil || ok.Status != report.StatusSuccess || ok.UpdatedCount != 3 || ok.Node != "web01.example.com" {
+		t.Errorf("success report: %+v", ok)
+	}
+	if failed := byRun[failID]; failed == nil || failed.Status != report.StatusFailure || failed.Error == nil {
+		t.Errorf("failure report: %+v", failed)
 	}
 }
 

@@ -70,7 +70,7 @@ func (f *fakePublisher) set(err error, block bool) {
 }
 
 type testEnv struct {
-	h    *handler
+	h    *Handler
 	pub  *fakePublisher
 	logs *testlog.Buffer
 	reg  *prometheus.Registry
@@ -94,7 +94,7 @@ func newEnv(t *testing.T, mod func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	env.h = h.(*handler)
+	env.h = h
 	return env
 }
 
@@ -175,16 +175,18 @@ func TestOtherMessageTypesAcknowledgedNotPublished(t *testing.T) {
 	}
 }
 
+// TestMethodNotAllowed: GET and HEAD are erchef's ping (TestPing); POST is
+// a message; every other method is 405.
 func TestMethodNotAllowed(t *testing.T) {
 	env := newEnv(t, nil)
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions, http.MethodPatch} {
+	for _, m := range []string{http.MethodPut, http.MethodDelete, http.MethodOptions, http.MethodPatch} {
 		for _, opts := range [][]reqOpt{nil, {withToken(testToken)}} {
 			rec := env.do(m, strings.NewReader(`{"message_type":"run_start"}`), opts...)
 			if rec.Code != http.StatusMethodNotAllowed {
 				t.Errorf("%s: got %d, want 405", m, rec.Code)
 			}
-			if a := rec.Header().Get("Allow"); a != "POST" {
-				t.Errorf("%s: Allow %q, want POST", m, a)
+			if a := rec.Header().Get("Allow"); a != "GET, HEAD, POST" {
+				t.Errorf("%s: Allow %q, want GET, HEAD, POST", m, a)
 			}
 		}
 	}
@@ -287,7 +289,7 @@ func TestBadRequest(t *testing.T) {
 		"truncated":          {`{"message_type":"run_converge","node":{`, "invalid JSON"},
 		"trailing comma":     {string(readFixture(t, "05-run_start-MALFORMED-trailing-comma.json")), "invalid JSON"},
 		"two objects":        {`{"message_type":"run_start"}{}`, "invalid JSON"},
-		"no message_type":    {`{"node_name":"web-1","status":"success"}`, "no message_type"},
+		"no message_type":    {`{"hostname":"web-1","status":"success"}`, "no message_type"},
 		"null message_type":  {`{"message_type":null}`, "no message_type"},
 		"number message_typ": {`{"message_type":1}`, "message_type is not a string"},
 		"object message_typ": {`{"message_type":{"a":"run_start"}}`, "message_type is not a string"},
@@ -460,6 +462,7 @@ func TestMetrics(t *testing.T) {
 	env.post(`[]`)
 	env.do(http.MethodPost, strings.NewReader(`{}`))
 	env.do(http.MethodGet, nil)
+	env.do(http.MethodPut, nil)
 	env.post(`{"message_type":"run_start"}`, func(r *http.Request) { r.Header.Set("Content-Encoding", "gzip") })
 	env.pub.set(errors.New("down"), false)
 	env.post(`{"message_type":"run_start"}`)
@@ -468,9 +471,12 @@ func TestMetrics(t *testing.T) {
 	want := `
 # HELP runlens_ingest_requests_total Requests to the Chef data collector HTTP ingest (/data-collector/v0/), by HTTP status code answered.
 # TYPE runlens_ingest_requests_total counter
+runlens_ingest_requests_total{code="200"} 1
+runlens_ingest_requests_total{code="202"} 0
 runlens_ingest_requests_total{code="204"} 3
 runlens_ingest_requests_total{code="400"} 1
 runlens_ingest_requests_total{code="401"} 1
+runlens_ingest_requests_total{code="404"} 0
 runlens_ingest_requests_total{code="405"} 1
 runlens_ingest_requests_total{code="413"} 0
 runlens_ingest_requests_total{code="415"} 1
@@ -554,4 +560,35 @@ func TestLoadToken(t *testing.T) {
 	if _, err := LoadToken(dir); err == nil {
 		t.Error("a directory: no error")
 	}
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					if c := m.GetCounter(); c != nil {
+						return c.GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+			if label == "" {
+				if c := m.GetCounter(); c != nil {
+					return c.GetValue()
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no %s{%s=%q}", name, label, value)
+	return 0
 }

@@ -129,6 +129,7 @@ func (p *Publisher) connect(ctx context.Context) (*amqp.Connection, *amqp.Channe
 func publishing(body []byte, headers amqp.Table) amqp.Publishing {
 	return amqp.Publishing{
 		Headers:      headers,
+		ContentType:  "application/json", // every run report is JSON, as the producers label theirs
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    time.Now(),
 		Body:         body,

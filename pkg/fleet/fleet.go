@@ -149,6 +149,11 @@ func (s *State) Restore(r *report.Run, now time.Time) {
 }
 
 func (s *State) apply(r *report.Run, now time.Time, count bool) {
+	if r.Kind == report.KindDryRun {
+		// A dry run changed nothing: it is neither a run nor news about the
+		// node's last one.
+		return
+	}
 	s.gen++
 	n := s.nodes[r.Node]
 	if n == nil {
@@ -177,6 +182,14 @@ func (s *State) apply(r *report.Run, now time.Time, count bool) {
 		return
 	}
 
+	if r.IdentityMissing && n.Environment != "" {
+		// The run failed before Chef loaded the node ("node": {}): it is
+		// this node's run, in the environment and roles it had, not a run
+		// of a node in _default without roles. Filling them into r lets
+		// every sink after this one (metrics by environment, the run
+		// history) file it there too.
+		fillIdentity(r, n)
+	}
 	newest := n.Last == nil || !r.End.Before(n.Last.End)
 	if newest {
 		// Identity follows the newest run: a node that moved environment
@@ -230,6 +243,22 @@ func setIdentity(n *Node, r *report.Run) {
 	n.Platform = r.Platform
 	n.ClientVersion = r.ClientVersion
 	n.DependsOn = sortedCopy(r.DependsOn)
+}
+
+// fillIdentity gives r, a run that carries no identity, the node's last
+// known one. The slices are shared with the node, which never modifies them.
+func fillIdentity(r *report.Run, n *Node) {
+	r.Environment = n.Environment
+	r.FQDN = n.FQDN
+	r.IPAddress = n.IPAddress
+	r.Roles = n.Roles
+	r.RunList = n.RunList
+	r.PolicyName = n.PolicyName
+	r.PolicyGroup = n.PolicyGroup
+	r.Platform = n.Platform
+	r.ClientVersion = n.ClientVersion
+	r.DependsOn = n.DependsOn
+	r.IdentityMissing = false
 }
 
 func (s *State) lastRun(r *report.Run) *LastRun {

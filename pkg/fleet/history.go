@@ -81,11 +81,17 @@ func recordTime(r *report.Run) time.Time {
 }
 
 // Add records r: a finished run (report.KindRun) at its End, a run start
-// (report.KindStart) at its Start. It reports whether r is now held: a
+// (report.KindStart) at its Start; a dry run is not recorded. It reports
+// whether r is now held: a
 // record with the same r.Key() already held is ignored (false), and so is one
 // that is already past the bounds (older than the newest record minus MaxAge,
 // or older than every record of a full history). Reports may arrive in any order; r must not be modified after.
 func (h *History) Add(r *report.Run) bool {
+	if r.Kind == report.KindDryRun {
+		// Not a run: it would stand in for the node's real latest run in
+		// StateAt.
+		return false
+	}
 	rec := record{at: recordTime(r), run: r, key: r.Key()}
 	h.mu.Lock()
 	defer h.mu.Unlock()

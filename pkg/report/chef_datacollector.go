@@ -1,5 +1,7 @@
 package report
 
+import "encoding/json"
+
 // dcNode names the few node attributes runlens reads from a data collector
 // run_converge. The rest of the node (Ohai data, often hundreds of KB) has
 // no field here, so encoding/json scans past it without building anything.
@@ -57,6 +59,11 @@ type dcResource struct {
 	Status       resourceStatus `json:"status"`
 	ErrorMessage looseString    `json:"error_message"`
 	Error        *chefError     `json:"error"`
+	// IgnoreFailure is the resource's ignore_failure property (true, false
+	// or "quiet"; lib/chef/data_collector/run_end_message.rb sends it with
+	// every record). A failure the resource was told to ignore did not
+	// fail the run.
+	IgnoreFailure json.RawMessage `json:"ignore_failure"`
 }
 
 // resourceStatus is a resource entry's status. Runs list hundreds of
@@ -106,7 +113,7 @@ func decodeRunStart(e *envelope) (*Run, *Rejected) {
 		Format:      f,
 		Kind:        KindStart,
 		Source:      SourceChef,
-		Node:        string(e.NodeName),
+		Node:        nodeName(string(e.NodeName)),
 		ID:          cleanName(string(e.RunID)),
 		Environment: cleanName(string(e.ChefEnvironment)),
 		RunList:     cleanList(e.RunList),
@@ -125,7 +132,7 @@ func decodeRunStart(e *envelope) (*Run, *Rejected) {
 
 // decodeRunConverge reads a finished run. Counts come from resources[],
 // never from the header counts, which real clients get wrong (fixture 01
-// says 354 resources and lists 92).
+// says 354 resources and lists 92), and count each resource once.
 func decodeRunConverge(e *envelope) (*Run, *Rejected) {
 	const f = FormatChefDataCollector
 	n := e.Node
@@ -140,7 +147,7 @@ func decodeRunConverge(e *envelope) (*Run, *Rejected) {
 		Format:      f,
 		Kind:        KindRun,
 		Source:      SourceChef,
-		Node:        firstNonEmpty(e.NodeName, n.Name),
+		Node:        nodeName(firstNonEmpty(e.NodeName, n.Name)),
 		ID:          cleanName(string(e.RunID)),
 		FQDN:        cleanName(string(a.FQDN)),
 		IPAddress:   cleanName(string(a.IPAddress)),
@@ -150,6 +157,10 @@ func decodeRunConverge(e *envelope) (*Run, *Rejected) {
 		PolicyGroup: cleanName(firstNonEmpty(e.PolicyGroup, n.PolicyGroup)),
 		Platform:    cleanName(joinNonEmpty(string(a.Platform), string(a.PlatformVersion))),
 		DependsOn:   cleanList(n.dependsOn()),
+		// A node object without a name or an environment is the "node": {}
+		// of a run that failed before the node loaded: the report knows
+		// nothing about the node but its configured name.
+		IdentityMissing: n.Name == "" && n.ChefEnvironment == "" && e.ChefEnvironment == "",
 	}
 	if a.ChefPackages != nil && a.ChefPackages.Chef != nil {
 		r.ClientVersion = cleanName(string(a.ChefPackages.Chef.Version))
@@ -166,20 +177,23 @@ func decodeRunConverge(e *envelope) (*Run, *Rejected) {
 		r.Duration = r.End.Sub(r.Start)
 	}
 
-	r.TotalResources = len(e.Resources)
+	var tally resourceTally
 	var firstFailed *dcResource
 	for i := range e.Resources {
 		res := &e.Resources[i]
-		switch res.Status {
-		case "updated":
+		failed := res.Status == "failed" && !truthy(res.IgnoreFailure)
+		newUpdated, newFailed := tally.see(string(res.Type), string(res.Name), res.Status == "updated", failed)
+		if newUpdated {
 			r.addUpdated(string(res.Type), string(res.Name))
-		case "failed":
+		}
+		if newFailed {
 			r.addFailed(string(res.Type), string(res.Name))
-			if firstFailed == nil {
-				firstFailed = res
-			}
+		}
+		if failed && firstFailed == nil {
+			firstFailed = res
 		}
 	}
+	r.TotalResources = tally.distinct()
 
 	r.Error = e.Error.runError()
 	if r.Error == nil && r.Status == StatusFailure && firstFailed != nil {

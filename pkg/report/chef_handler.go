@@ -1,16 +1,20 @@
 package report
 
 // decodeChefHandler reads the payload of runlens' Chef report handler: a
-// flat object built from Chef::RunStatus. It lists updated resources only,
-// as "type[name]" strings, so FailedCount stays 0 and TotalResources is
-// unknown (0); a failed run is told by its status and error instead.
+// flat object built from Chef::RunStatus and the run's action collection.
+// It lists updated (and, from handler 1.1, failed) resources as
+// "type[name]" strings, each counted once, and may carry the number of
+// distinct resources the run evaluated (total_resources_count). Older
+// payloads without the failed list have FailedCount 0 and TotalResources 0
+// (unknown); their failure is told by the status and the error. A payload
+// with why_run true is a KindDryRun.
 func decodeChefHandler(e *envelope) (*Run, *Rejected) {
 	const f = FormatChefHandler
 	r := &Run{
 		Format:        f,
 		Kind:          KindRun,
 		Source:        SourceChef,
-		Node:          string(e.NodeName),
+		Node:          nodeName(string(e.NodeName)),
 		ID:            cleanName(string(e.RunID)),
 		FQDN:          cleanName(string(e.FQDN)),
 		IPAddress:     cleanName(string(e.IPAddress)),
@@ -46,17 +50,40 @@ func decodeChefHandler(e *envelope) (*Run, *Rejected) {
 		r.Duration = r.End.Sub(r.Start)
 	}
 
+	var tally resourceTally
 	if e.UpdatedResources != nil {
 		// The list is what the dashboards show, so the count follows it.
 		for _, s := range e.UpdatedResources {
 			typ, name := parseResourceString(string(s))
-			r.addUpdated(typ, name)
+			if newUpdated, _ := tally.see(typ, name, true, false); newUpdated {
+				r.addUpdated(typ, name)
+			}
 		}
 	} else if n := e.UpdatedResourcesCount.count(); n > 0 {
 		// Types unknown: count them under "other" so the per-type totals
 		// still add up to the run's count.
 		r.UpdatedCount = n
 		r.UpdatedByType = map[string]int{OtherResourceType: n}
+	}
+	if e.FailedResources != nil {
+		for _, s := range e.FailedResources {
+			typ, name := parseResourceString(string(s))
+			if _, newFailed := tally.see(typ, name, false, true); newFailed {
+				r.addFailed(typ, name)
+			}
+		}
+	} else {
+		r.FailedCount = e.FailedResourcesCount.count()
+	}
+	// The handler counts the run's distinct resources; a count below what
+	// the lists and counts name is a broken producer, and they win.
+	if e.TotalResourcesCount.Set {
+		r.TotalResources = max(e.TotalResourcesCount.count(), tally.distinct(), r.UpdatedCount, r.FailedCount)
+	}
+	if truthy(e.WhyRun) {
+		// Chef::Config[:why_run]: nothing was changed, whatever the
+		// resources say they would have done.
+		r.Kind = KindDryRun
 	}
 	r.Error = e.Error.runError()
 	return finish(r)

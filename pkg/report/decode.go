@@ -165,6 +165,12 @@ type envelope struct {
 	Platform              looseString `json:"platform"`
 	DependsOn             looseList   `json:"depends_on"`
 
+	// Chef handler, from runlens_handler 1.1 (chef_handler.go).
+	WhyRun               json.RawMessage `json:"why_run"`
+	FailedResourcesCount looseFloat      `json:"failed_resources_count"`
+	FailedResources      looseList       `json:"failed_resources"`
+	TotalResourcesCount  looseFloat      `json:"total_resources_count"`
+
 	// Chef data collector.
 	MessageType     looseString  `json:"message_type"`
 	StartTime       looseString  `json:"start_time"`

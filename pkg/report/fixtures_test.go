@@ -14,6 +14,13 @@ import (
 
 // want is what a fixture must decode to. The values were read from the
 // fixture files with python3 and jq, not copied from the decoder's output.
+// Resource counts count each resource (type and name) once, however many
+// records (one per action or notification) the data collector lists, and
+// are the same for a data collector message and the handler payload of the
+// same run (fixtures 03 and 07: 68 records, 63 resources). They were counted
+// with python3: distinct (type, name) pairs of resources[], updated if any of
+// the pair's records is "updated", failed if any is "failed" without
+// ignore_failure.
 type want struct {
 	reject string // substring of the rejection reason; the rest is ignored
 
@@ -42,7 +49,15 @@ type want struct {
 	byType        map[string]int
 	updatedList   []Resource // prefix of Run.Updated
 	failedList    []Resource
+
+	identityMissing bool // always checked
 }
+
+// fixture03Types are the updated resources of fixtures 03 and 07 (one run,
+// two formats) by type, each resource once.
+var fixture03Types = map[string]int{"directory": 7, "template": 23, "systemd_unit": 1, "service": 2, "file": 13,
+	"apt_update": 1, "apt_package": 3, "link": 6, "execute": 3, "mysql_client_installation_package": 1,
+	"mysql_service": 1, "mysql2_chef_gem_mysql2_chef_gem_mysql": 1, "mysql_database_user": 1}
 
 func ts(t *testing.T, s string) time.Time {
 	t.Helper()
@@ -68,10 +83,10 @@ func fixtureWants(t *testing.T) map[string]want {
 		"chef/01-run_converge-ubuntu-success-92res.json": {
 			format: FormatChefDataCollector, kind: KindRun, id: run01, node: node01, env: "manhattan",
 			status: StatusSuccess, start: ts(t, "2017-11-01T21:09:42Z"), end: ts(t, "2017-11-01T21:10:20Z"),
-			duration: 38 * time.Second, updated: 13, failed: 0, total: 92, // header says 354
+			duration: 38 * time.Second, updated: 12, failed: 0, total: 86, // 92 records; header says 354
 			fqdn: "ip-245-166-77-94.us-west-2.compute.internal", ip: "245.166.77.94", roles: []string{},
 			runList: []string{"recipe[opscode-ci::slave]"}, clientVersion: "12.21.3",
-			byType: map[string]int{"apt_repository": 2, "apt_update": 1, "file": 2, "execute": 3,
+			byType: map[string]int{"apt_repository": 1, "apt_update": 1, "file": 2, "execute": 3,
 				"ruby_block": 2, "log": 1, "remote_file": 1, "jenkins_ssh_slave": 1},
 			updatedList: []Resource{{"apt_repository", "openjdk-r"}, {"apt_update", "update"}, {"file", "/home/jenkins/.gitconfig"}},
 		},
@@ -83,7 +98,7 @@ func fixtureWants(t *testing.T) map[string]want {
 		"chef/02-run_converge-resource-failure.json": {
 			format: FormatChefDataCollector, kind: KindRun, id: run02, node: insight, env: "_default",
 			status: StatusFailure, start: ts(t, "2016-06-28T20:05:29Z"), end: ts(t, "2016-06-28T20:05:30Z"),
-			duration: time.Second, updated: 4, failed: 1, total: 10,
+			duration: time.Second, updated: 4, failed: 1, total: 8, // 10 records
 			fqdn: insight, ip: "192.168.1.92", roles: []string{"role1", "role2"}, clientVersion: "12.12.6",
 			errClass:     "Chef::Exceptions::EnclosingDirectoryDoesNotExist",
 			errMsgPrefix: "file[/failed/file/resource] (insights-test::default line 26) had an error",
@@ -96,11 +111,9 @@ func fixtureWants(t *testing.T) map[string]want {
 			format: FormatChefDataCollector, kind: KindRun, id: "b978a449-8482-4245-b717-34ba1c9d378c",
 			node: "chef-client-dev-2.test", env: "_default", status: StatusSuccess,
 			start: ts(t, "2018-09-14T19:37:42Z"), end: ts(t, "2018-09-14T19:39:34Z"), duration: 112 * time.Second,
-			updated: 68, failed: 0, total: 129,
+			updated: 63, failed: 0, total: 120, // 129 records, 68 of them "updated"
 			roles: []string{"none", "web"}, runList: []string{"role[none]", "role[web]"}, clientVersion: "12.18.31",
-			byType: map[string]int{"directory": 7, "template": 23, "systemd_unit": 1, "service": 5, "file": 13,
-				"apt_update": 1, "apt_package": 3, "link": 6, "execute": 3, "mysql_client_installation_package": 1,
-				"mysql_service": 2, "mysql2_chef_gem_mysql2_chef_gem_mysql": 1, "mysql_database_user": 2},
+			byType: fixture03Types,
 		},
 		"chef/04-run_converge-policyfile-solo-failure.json": {
 			format: FormatChefDataCollector, kind: KindRun, id: "d6a8f051-9494-498d-9a17-2c3bcbce3ac7",
@@ -122,7 +135,7 @@ func fixtureWants(t *testing.T) map[string]want {
 		"chef/06-run_converge-v1.1.0-failure-RECONSTRUCTED-compact.json": {
 			format: FormatChefDataCollector, kind: KindRun, id: run02, node: insight, env: "_default",
 			status: StatusFailure, start: ts(t, "2016-06-28T20:05:29Z"), end: ts(t, "2016-06-28T20:05:30Z"),
-			duration: time.Second, updated: 1, failed: 1, total: 5,
+			duration: time.Second, updated: 1, failed: 1, total: 4, // 5 records
 			roles: []string{"role1", "role2"}, clientVersion: "18.4.12", policy: [2]string{"", ""},
 			errClass:    "Chef::Exceptions::EnclosingDirectoryDoesNotExist",
 			updatedList: []Resource{{"execute", "ls"}},
@@ -131,10 +144,9 @@ func fixtureWants(t *testing.T) map[string]want {
 		"chef/07-handler-payload-success-RECONSTRUCTED.json": {
 			format: FormatChefHandler, kind: KindRun, node: "chef-client-dev-2.test", env: "_default",
 			status: StatusSuccess, start: ts(t, "2018-09-14T19:37:42Z"), end: ts(t, "2018-09-14T19:39:34Z"),
-			duration: 112 * time.Second, updated: 68, fqdn: "chef-client-dev-2.test", ip: "10.0.2.15",
-			byType: map[string]int{"directory": 7, "template": 23, "systemd_unit": 1, "service": 5, "file": 13,
-				"apt_update": 1, "apt_package": 3, "link": 6, "execute": 3, "mysql_client_installation_package": 1,
-				"mysql_service": 2, "mysql2_chef_gem_mysql2_chef_gem_mysql": 1, "mysql_database_user": 2},
+			// 68 strings, 63 distinct: the same run as fixture 03, the same counts.
+			duration: 112 * time.Second, updated: 63, fqdn: "chef-client-dev-2.test", ip: "10.0.2.15",
+			byType:      fixture03Types,
 			updatedList: []Resource{{"directory", "/var/run/chef"}, {"directory", "/var/cache/chef"}},
 		},
 		"chef/08-handler-payload-failure-RECONSTRUCTED.json": {
@@ -256,6 +268,7 @@ func checkFixture(t *testing.T, body []byte, w want) {
 	eq("UpdatedCount", r.UpdatedCount, w.updated)
 	eq("FailedCount", r.FailedCount, w.failed)
 	eq("TotalResources", r.TotalResources, w.total)
+	eq("IdentityMissing", r.IdentityMissing, w.identityMissing)
 	if w.fqdn != "" {
 		eq("FQDN", r.FQDN, w.fqdn)
 	}

@@ -32,16 +32,22 @@ func checkInvariants(t testing.TB, r *Run) {
 		}
 	}
 	switch r.Kind {
-	case KindRun:
+	case KindRun, KindDryRun:
 		if r.End.IsZero() {
-			t.Error("KindRun without End")
+			t.Errorf("%s without End", r.Kind)
 		}
 		if r.Status != StatusSuccess && r.Status != StatusFailure {
-			t.Errorf("KindRun with Status %q", r.Status)
+			t.Errorf("%s with Status %q", r.Kind, r.Status)
+		}
+		if !r.Kind.Finished() {
+			t.Errorf("%s is not Finished", r.Kind)
 		}
 	case KindStart:
 		if r.Status != "" {
 			t.Errorf("KindStart with Status %q", r.Status)
+		}
+		if r.Kind.Finished() || r.IdentityMissing {
+			t.Error("KindStart is Finished or claims a missing identity")
 		}
 	default:
 		t.Errorf("Kind = %d", r.Kind)
@@ -62,8 +68,17 @@ func checkInvariants(t testing.TB, r *Run) {
 		}
 		checkLabel(t, name, s, limit)
 	}
-	if r.Kind == KindRun && r.Environment == "" {
-		t.Error("KindRun without Environment")
+	if r.Kind.Finished() && r.Environment == "" {
+		t.Errorf("%s without Environment", r.Kind)
+	}
+	if r.Node != nodeName(r.Node) {
+		t.Errorf("node %q is not in its normal form %q", r.Node, nodeName(r.Node))
+	}
+	if r.IdentityMissing && (r.Source != SourceChef || r.FQDN != "" || len(r.Roles) != 0) {
+		t.Errorf("IdentityMissing run with an identity: %+v", r)
+	}
+	if r.TotalResources > 0 && (r.UpdatedCount > r.TotalResources || r.FailedCount > r.TotalResources) {
+		t.Errorf("updated %d or failed %d of %d resources: a resource is counted once", r.UpdatedCount, r.FailedCount, r.TotalResources)
 	}
 	for name, list := range map[string][]string{"Roles": r.Roles, "RunList": r.RunList, "DependsOn": r.DependsOn} {
 		if len(list) > MaxListItems {

@@ -36,14 +36,27 @@ const (
 	// KindStart says a run has begun (Chef data collector run_start): the node
 	// is converging until a KindRun with the same ID arrives.
 	KindStart
+	// KindDryRun is a finished dry run (Chef why-run, Salt test=True,
+	// state.test, state.request): it has a status and an end time like a
+	// run, but it changed nothing, so it must never be counted as a run nor
+	// move a node's last run. Consumers that only want runs test for
+	// KindRun and skip it.
+	KindDryRun
 )
 
 func (k Kind) String() string {
-	if k == KindStart {
+	switch k {
+	case KindStart:
 		return "start"
+	case KindDryRun:
+		return "dry_run"
 	}
 	return "run"
 }
+
+// Finished reports whether the Kind is a finished run, real or dry: it has
+// an end time and a status.
+func (k Kind) Finished() bool { return k == KindRun || k == KindDryRun }
 
 // Status of a finished run.
 type Status string
@@ -124,14 +137,25 @@ type Run struct {
 	ClientVersion string   // chef_version or salt version when known
 	DependsOn     []string // node or role names this node depends on
 
-	Status   Status        // KindRun only
+	// IdentityMissing says the report names the node but carries nothing
+	// else about it: Chef sends "node": {} when a run fails before the node
+	// object loaded (registration or node-load failure,
+	// lib/chef/data_collector/run_end_message.rb: node&.data_for_save || {}).
+	// Environment is then "_default" only as a fallback for a node never seen
+	// before; pkg/fleet gives such a run the node's last known identity.
+	IdentityMissing bool
+
+	Status   Status        // finished runs (KindRun, KindDryRun) only
 	Start    time.Time     // zero when unknown
-	End      time.Time     // KindRun: never zero
+	End      time.Time     // finished runs: never zero
 	Duration time.Duration // End-Start, or the producer's elapsed time
 
 	// UpdatedCount and FailedCount are exact counts of resources (Chef) or
-	// states (Salt) that changed / failed. TotalResources is how many the
-	// run evaluated, counted from the resource list (0 when not reported).
+	// states (Salt) that changed / failed, each resource counted once
+	// however many actions or notifications it ran (a resource is its type
+	// and name); a failure the resource was told to ignore (Chef's
+	// ignore_failure) is not a failure. TotalResources is how many distinct
+	// resources the run evaluated (0 when not reported).
 	UpdatedCount   int
 	FailedCount    int
 	TotalResources int

@@ -23,6 +23,30 @@ type saltData struct {
 	Retcode looseFloat      `json:"retcode"`
 	Stamp   looseString     `json:"_stamp"`
 	Minions json.RawMessage `json:"minions"`
+
+	// A salt-ssh host that could not run the job returns no `return`, only
+	// what the ssh command printed and its exit code
+	// (salt/client/ssh/__init__.py handle_routine: {"stdout", "stderr",
+	// "retcode"}), or an `_error` (the ssh wrappers' "Failed to return clean
+	// data", salt/client/ssh/wrapper/__init__.py). The event salt-ssh fires
+	// for it carries id, fun and jid too.
+	Stdout   looseString `json:"stdout"`
+	Stderr   looseString `json:"stderr"`
+	SSHError looseString `json:"_error"`
+
+	// Grains is what runlens' returner adds when it runs on the minion.
+	Grains *saltGrains `json:"grains"`
+}
+
+// saltGrains are the minion's grains the returner sends along
+// (producers/salt/_returners/runlens_amqp.py): the node's identity.
+type saltGrains struct {
+	FQDN        looseString `json:"fqdn"`
+	IPv4        looseList   `json:"ipv4"`
+	OS          looseString `json:"os"`
+	OSRelease   looseString `json:"osrelease"`
+	SaltVersion looseString `json:"saltversion"`
+	Roles       looseList   `json:"roles"`
 }
 
 // saltState is one state's result in a state run's return.
@@ -50,14 +74,28 @@ var saltNoRun = map[string]bool{
 	"state.get_pauses": true, "state.event": true,
 }
 
-// decodeSalt reads a Salt job return, wrapped in {"tag", "data"} or bare.
+// saltDryRunFuns are state functions that only ever run in test mode:
+// state.test runs state.apply with test=True, and state.request queues a
+// run for later and returns its test=True result (salt/modules/state.py).
+var saltDryRunFuns = map[string]bool{"state.test": true, "state.request": true}
+
+// saltOrchestrateFuns are the runners of salt/runners/state.py that apply
+// states on the master: their return is a state run of the master's own
+// minion (MasterMinion), whose id names the node.
+var saltOrchestrateFuns = map[string]bool{
+	"runner.state.orchestrate": true, "runner.state.orch": true, "runner.state.sls": true,
+	"runner.state.orchestrate_single": true, "runner.state.orchestrate_high": true,
+}
+
+// decodeSalt reads a Salt job return, wrapped in {"tag", "data"} or bare, or
+// an orchestration runner's return (tag salt/run/<jid>/ret).
 func decodeSalt(e *envelope) (*Run, *Rejected) {
 	const f = FormatSalt
 	d := &e.saltData
-	var tagJID, tagMinion string
+	var tag saltTag
 	if e.Tag != "" {
 		var reason string
-		tagJID, tagMinion, reason = parseSaltTag(string(e.Tag))
+		tag, reason = parseSaltTag(string(e.Tag))
 		if reason != "" {
 			return nil, rejectf(f, "%s", reason)
 		}
@@ -68,7 +106,11 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 	if e.Data != nil {
 		d = e.Data
 	}
-	if d.Return == nil {
+	if tag.runner {
+		return decodeSaltRunner(e, d, tag.jid)
+	}
+	sshFailed := d.Return == nil && (d.SSHError != "" || d.Stderr != "" || d.Stdout != "")
+	if d.Return == nil && !sshFailed {
 		if d.Minions != nil {
 			return nil, rejectf(f, "salt job-publish event, not a return")
 		}
@@ -83,7 +125,8 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 		return nil, rejectf(f, "salt function %s does not apply states", quote(fun))
 	}
 
-	node := string(d.ID)
+	node := nodeName(string(d.ID))
+	tagMinion := nodeName(tag.minion)
 	switch {
 	case node == "":
 		node = tagMinion
@@ -93,11 +136,106 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 	jid := string(d.JID)
 	switch {
 	case jid == "":
+		jid = tag.jid
+	case tag.jid != "" && jid != tag.jid:
+		return nil, rejectf(f, "jid %s does not match the tag's jid %s", quote(jid), quote(tag.jid))
+	}
+
+	r, rj := newSaltRun(node, jid, d)
+	if rj != nil {
+		return nil, rj
+	}
+	if g := d.Grains; g != nil {
+		r.FQDN = cleanName(string(g.FQDN))
+		r.IPAddress = cleanName(firstAddress(g.IPv4))
+		r.Platform = cleanName(joinNonEmpty(string(g.OS), string(g.OSRelease)))
+		r.ClientVersion = cleanName(string(g.SaltVersion))
+		r.Roles = cleanList(g.Roles)
+	}
+	if saltDryRunFuns[fun] {
+		r.Kind = KindDryRun
+	}
+
+	var failed bool
+	var errMsg string
+	if sshFailed {
+		// The job never ran on the host: a failed run of that node.
+		failed = true
+		errMsg = firstNonEmpty(d.SSHError, d.Stderr, d.Stdout)
+	} else {
+		var reason string
+		if failed, errMsg, reason = applySaltReturn(r, d.Return, fun, e.fast); reason != "" {
+			return nil, rejectf(f, "%s", reason)
+		}
+	}
+	code, codeSet := saltRetcode(d.Retcode)
+	return finishSalt(r, failed, errMsg, code, codeSet)
+}
+
+// decodeSaltRunner reads a salt/run/<jid>/ret event. Only orchestration
+// (salt/runners/state.py) returns a state run: {"data": {<master id>:
+// <states>}, "outputter": "highstate", "retcode": 0|1}, or for
+// orchestrate_single and orchestrate_high {<master id>: <states>}. The run
+// is the master's: its id (the master's `id` option, "<host>_master" by
+// default) names the node. Other runners are rejected as before.
+func decodeSaltRunner(e *envelope, d *saltData, tagJID string) (*Run, *Rejected) {
+	const f = FormatSalt
+	fun := string(d.Fun)
+	if !saltOrchestrateFuns[fun] {
+		return nil, rejectf(f, "salt runner event, not a minion job return")
+	}
+	if d.Return == nil {
+		return nil, rejectf(f, "salt job return has no return")
+	}
+	jid := string(d.JID)
+	switch {
+	case jid == "":
 		jid = tagJID
 	case tagJID != "" && jid != tagJID:
 		return nil, rejectf(f, "jid %s does not match the tag's jid %s", quote(jid), quote(tagJID))
 	}
+	var outer map[string]json.RawMessage
+	if len(d.Return) == 0 || d.Return[0] != '{' || json.Unmarshal(d.Return, &outer) != nil {
+		return nil, rejectf(f, "salt return of %s is not a state result", quote(fun))
+	}
+	inner := outer
+	var retcode looseFloat
+	if data, ok := outer["data"]; ok {
+		inner = nil
+		if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, &inner) != nil {
+			return nil, rejectf(f, "salt return of %s is not a state result", quote(fun))
+		}
+		if rc, ok := outer["retcode"]; ok {
+			_ = retcode.UnmarshalJSON(rc)
+		}
+	}
+	if len(inner) != 1 {
+		return nil, rejectf(f, "salt return of %s names %d masters, want one", quote(fun), len(inner))
+	}
+	var master string
+	var states json.RawMessage
+	for k, v := range inner {
+		master, states = nodeName(k), v
+	}
+	r, rj := newSaltRun(master, jid, d)
+	if rj != nil {
+		return nil, rj
+	}
+	failed, errMsg, reason := applySaltReturn(r, states, fun, e.fast)
+	if reason != "" {
+		return nil, rejectf(f, "%s", reason)
+	}
+	code, codeSet := saltRetcode(retcode)
+	if !codeSet {
+		code, codeSet = saltRetcode(d.Retcode)
+	}
+	return finishSalt(r, failed, errMsg, code, codeSet)
+}
 
+// newSaltRun starts the Run of a Salt state run of node: identity, end
+// time, environment and whether it ran in test mode.
+func newSaltRun(node, jid string, d *saltData) (*Run, *Rejected) {
+	const f = FormatSalt
 	r := &Run{
 		Format:      f,
 		Kind:        KindRun,
@@ -118,21 +256,35 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 	if r.End, rj = reportTime(f, "_stamp", d.Stamp); rj != nil {
 		return nil, rj
 	}
+	if saltTestMode(d.FunArgs, d.Arg) {
+		r.Kind = KindDryRun
+	}
+	return r, nil
+}
 
-	failed := false
-	errMsg := ""
-	ret := d.Return
+// applySaltReturn counts a state run's return into r. failed and errMsg
+// describe the run's failure; reason is set when the return is not a state
+// run's at all.
+func applySaltReturn(r *Run, ret json.RawMessage, fun string, fast bool) (failed bool, errMsg, reason string) {
 	if len(ret) == 0 {
 		ret = json.RawMessage("null")
 	}
 	switch ret[0] {
 	case '{':
-		states, reason := saltStates(ret, fun, e.fast)
+		states, reason := saltStates(ret, fun, fast)
 		if reason != "" {
-			return nil, rejectf(f, "%s", reason)
+			// A dict that is not a state result may still say why the run
+			// did not happen: {"_error": …} from the salt-ssh wrappers, or
+			// the {"stdout", "stderr", "retcode"} of a host that could not
+			// run the job.
+			if msg, ok := saltErrorReturn(ret); ok {
+				return true, msg, ""
+			}
+			return false, "", reason
 		}
 		var total float64
 		timed := false
+		var tally resourceTally
 		for i := range states {
 			st := &states[i]
 			module, name := splitStateKey(st.key)
@@ -140,16 +292,18 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 				name = string(st.Name)
 			}
 			// result null means test mode: it would change, it did not.
-			switch string(st.Result) {
-			case "false":
+			result := string(st.Result)
+			newUpdated, newFailed := tally.see(module, name, result == "true" && truthy(st.Changes), result == "false")
+			if newUpdated {
+				r.addUpdated(module, name)
+			}
+			if result == "false" {
 				failed = true
-				r.addFailed(module, name)
+				if newFailed {
+					r.addFailed(module, name)
+				}
 				if errMsg == "" {
 					errMsg = string(st.Comment)
-				}
-			case "true":
-				if truthy(st.Changes) {
-					r.addUpdated(module, name)
 				}
 			}
 			if st.Duration.Set && st.Duration.V >= 0 {
@@ -157,7 +311,7 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 				timed = true
 			}
 		}
-		r.TotalResources = len(states)
+		r.TotalResources = tally.distinct()
 		// Salt reports no start time, only how long each state took.
 		// Their sum misses the time between states and overcounts parallel
 		// states, but it is the best start the return allows.
@@ -181,10 +335,39 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 		failed = true
 		errMsg = unquote(ret)
 	default:
-		return nil, rejectf(f, "salt return of %s is not a state result", quote(fun))
+		return false, "", "salt return of " + quote(fun) + " is not a state result"
 	}
+	return failed, errMsg, ""
+}
 
-	code, codeSet := saltRetcode(d.Retcode)
+// saltErrorReturn reads a return that reports an error instead of state
+// results: {"_error": …} or {"stdout", "stderr", "retcode"}, with nothing
+// else that could be a state.
+func saltErrorReturn(ret json.RawMessage) (string, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(ret, &m) != nil {
+		return "", false
+	}
+	for k := range m {
+		switch k {
+		case "_error", "stdout", "stderr", "retcode", "parsed":
+		default:
+			return "", false
+		}
+	}
+	var e struct {
+		Error  looseString `json:"_error"`
+		Stderr looseString `json:"stderr"`
+		Stdout looseString `json:"stdout"`
+	}
+	if json.Unmarshal(ret, &e) != nil || (e.Error == "" && e.Stderr == "" && e.Stdout == "") {
+		return "", false
+	}
+	return firstNonEmpty(e.Error, e.Stderr, e.Stdout), true
+}
+
+// finishSalt sets the status and error of a Salt run and checks it.
+func finishSalt(r *Run, failed bool, errMsg string, code int, codeSet bool) (*Run, *Rejected) {
 	if codeSet && code != 0 {
 		failed = true
 	}
@@ -200,34 +383,121 @@ func decodeSalt(e *envelope) (*Run, *Rejected) {
 	return finish(r)
 }
 
-// parseSaltTag reads salt/job/<jid>/ret/<minion>. Other tags are events on
-// the same bus that are not job returns; each gets its own reason so a
-// misconfigured bridge is easy to spot in the dead-letter queue.
-func parseSaltTag(tag string) (jid, minion, reason string) {
+// firstAddress is the first address of a grains ipv4 list that is not a
+// loopback one.
+func firstAddress(ips looseList) string {
+	for _, ip := range ips {
+		if s := strings.TrimSpace(string(ip)); s != "" && !strings.HasPrefix(s, "127.") {
+			return s
+		}
+	}
+	return ""
+}
+
+// saltTestMode reports whether a job ran with test=True, as
+// salt.utils.args.test_mode decides: a `test` keyword (in any case) whose
+// value salt.utils.data.is_true takes as true. Keywords arrive as kwarg
+// dicts ({"test": true, "__kwarg__": true}) or, unparsed, as "test=True".
+func saltTestMode(lists ...json.RawMessage) bool {
+	for _, raw := range lists {
+		if len(raw) == 0 || raw[0] != '[' {
+			continue
+		}
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			continue
+		}
+		for _, it := range items {
+			if len(it) == 0 {
+				continue
+			}
+			switch it[0] {
+			case '"':
+				k, v, ok := strings.Cut(unquote(it), "=")
+				if ok && strings.EqualFold(strings.TrimSpace(k), "test") {
+					// The minion reads the value as YAML: True, true, yes, on, 1.
+					switch strings.ToLower(strings.TrimSpace(v)) {
+					case "true", "yes", "on", "1":
+						return true
+					}
+				}
+			case '{':
+				var kw map[string]json.RawMessage
+				if json.Unmarshal(it, &kw) != nil {
+					continue
+				}
+				for k, v := range kw {
+					if strings.EqualFold(k, "test") && saltIsTrue(v) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// saltIsTrue is salt.utils.data.is_true for a JSON value: true, a number
+// above zero, or a string that is "true" in any case or a number above zero.
+func saltIsTrue(v json.RawMessage) bool {
+	v = json.RawMessage(strings.TrimSpace(string(v)))
+	if len(v) == 0 {
+		return false
+	}
+	s := string(v)
+	switch v[0] {
+	case 't':
+		return s == "true"
+	case 'f', 'n', '[', '{':
+		return false
+	case '"':
+		s = strings.TrimSpace(unquote(v))
+		if strings.EqualFold(s, "true") {
+			return true
+		}
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	return err == nil && n > 0
+}
+
+// saltTag is what a Salt event tag says about the event.
+type saltTag struct {
+	jid, minion string
+	runner      bool // salt/run/<jid>/ret
+}
+
+// parseSaltTag reads salt/job/<jid>/ret/<minion> and salt/run/<jid>/ret.
+// Other tags are events on the same bus that are not job returns; each
+// gets its own reason so a misconfigured bridge is easy to spot in the
+// dead-letter queue.
+func parseSaltTag(tag string) (saltTag, string) {
 	parts := strings.SplitN(tag, "/", 5)
 	if len(parts) < 2 || parts[0] != "salt" {
-		return "", "", "tag " + quote(tag) + " is not a salt event tag"
+		return saltTag{}, "tag " + quote(tag) + " is not a salt event tag"
 	}
 	if parts[1] == "run" {
-		return "", "", "salt runner event, not a minion job return"
+		if len(parts) == 4 && parts[2] != "" && parts[3] == "ret" {
+			return saltTag{jid: parts[2], runner: true}, ""
+		}
+		return saltTag{}, "salt runner event, not a minion job return"
 	}
 	if parts[1] != "job" || len(parts) < 4 {
-		return "", "", "salt event " + quote(tag) + " is not a job return"
+		return saltTag{}, "salt event " + quote(tag) + " is not a job return"
 	}
 	switch parts[3] {
 	case "ret":
 		if len(parts) < 5 || parts[4] == "" {
-			return "", "", "salt return tag " + quote(tag) + " names no minion"
+			return saltTag{}, "salt return tag " + quote(tag) + " names no minion"
 		}
-		return parts[2], parts[4], ""
+		return saltTag{jid: parts[2], minion: parts[4]}, ""
 	case "new":
-		return "", "", "salt job-publish event, not a return"
+		return saltTag{}, "salt job-publish event, not a return"
 	case "prog":
-		return "", "", "salt state progress event, not a return"
+		return saltTag{}, "salt state progress event, not a return"
 	case "sub":
-		return "", "", "salt job sub-event, not a return"
+		return saltTag{}, "salt job sub-event, not a return"
 	}
-	return "", "", "salt event " + quote(tag) + " is not a job return"
+	return saltTag{}, "salt event " + quote(tag) + " is not a job return"
 }
 
 // saltStates decodes a state run's return, in execution order (__run_num__)

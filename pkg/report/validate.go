@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // maxRunDuration bounds producer-reported durations. Nothing converges for a
@@ -39,6 +41,21 @@ func checkNode(s string) string {
 		}
 	}
 	return ""
+}
+
+// nodeName is the form in which every decoder takes a node name: without
+// surrounding white space and in Unicode NFC, so "web1 " and "web1", or an
+// "é" typed as one code point and as e + combining accent, are one node.
+// Case is kept: Chef node names and Salt minion ids are case-sensitive.
+// checkNode then says whether what is left can be a node name at all.
+func nodeName(s string) string {
+	s = strings.TrimSpace(s)
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return strings.TrimSpace(norm.NFC.String(s))
+		}
+	}
+	return s
 }
 
 // isHidden reports control, format (zero-width, bidi override) and line
@@ -151,6 +168,49 @@ func (r *Run) addUpdated(typ, name string) {
 	}
 }
 
+// resourceTally counts each resource of a run once however many records the
+// report lists for it: Chef's data collector has one record per action and
+// notification (fixture 02 lists file[/tmp/test.txt] three times), and
+// Chef's action collection, which the handler reads, likewise. A resource
+// is its type and name in every format. It is updated if any of its records
+// is, and failed if any is.
+type resourceTally struct {
+	seen map[[2]string]uint8
+}
+
+const (
+	tallyUpdated uint8 = 1 << iota
+	tallyFailed
+)
+
+// see records one record of resource typ[name] and returns what it adds:
+// whether it is the first time the resource is updated, and failed.
+func (t *resourceTally) see(typ, name string, updated, failed bool) (newUpdated, newFailed bool) {
+	if t.seen == nil {
+		t.seen = make(map[[2]string]uint8)
+	}
+	k := [2]string{typ, name}
+	flags, known := t.seen[k]
+	if !known {
+		t.seen[k] = 0
+	}
+	if updated && flags&tallyUpdated == 0 {
+		flags |= tallyUpdated
+		newUpdated = true
+	}
+	if failed && flags&tallyFailed == 0 {
+		flags |= tallyFailed
+		newFailed = true
+	}
+	if newUpdated || newFailed {
+		t.seen[k] = flags
+	}
+	return newUpdated, newFailed
+}
+
+// distinct is how many resources were seen.
+func (t *resourceTally) distinct() int { return len(t.seen) }
+
 // addFailed counts one failed resource, keeping at most MaxListedResources.
 func (r *Run) addFailed(typ, name string) {
 	r.FailedCount++
@@ -174,7 +234,7 @@ func finish(r *Run) (*Run, *Rejected) {
 	if reason := checkNode(r.Node); reason != "" {
 		return nil, rejectf(r.Format, "%s", reason)
 	}
-	if r.Kind == KindRun {
+	if r.Kind.Finished() {
 		if r.End.IsZero() {
 			return nil, rejectf(r.Format, "missing end time")
 		}

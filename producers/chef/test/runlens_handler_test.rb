@@ -2,9 +2,10 @@
 
 # Tests of the runlens Chef handler without Chef: the plain classes against
 # the real RabbitMQ (127.0.0.1:5672, guest/guest, or RUNLENS_TEST_AMQP_URL),
-# each test on its own exchange and queue, deleted afterwards; then the
-# Chef::Handler wrapper, the attributes file and the recipe against minimal
-# stand-ins for the Chef classes they touch.
+# each test on its own exchange and queue, deleted afterwards, and the HTTP
+# transport against a local HTTP server; then the Chef::Handler wrapper, the
+# attributes file and the recipe against stand-ins that follow the real Chef
+# classes (chef_stand_in.rb).
 #
 #   /usr/bin/ruby producers/chef/test/runlens_handler_test.rb
 #
@@ -18,53 +19,12 @@ require 'uri'
 
 require_relative 'support'
 
-# The Chef API the wrapper, the attributes file and the recipe use, and
-# nothing more. Chef::Handler#run_report_safely is Chef's own (rescue
-# everything, log it as an error), so an exception escaping the handler shows
-# up as an error line.
-module Chef
-  VERSION = '18.4.12'
-  Config = { node_name: 'fallback.example.com', file_cache_path: '/var/chef/cache' }.freeze
-
-  module Log
-    @lines = []
-    class << self
-      attr_reader :lines
-
-      %i(debug info warn error).each do |level|
-        define_method(level) { |msg| @lines << [level, msg.to_s] }
-      end
-    end
-  end
-
-  class EncryptedDataBagItem
-    def self.load_secret(path)
-      "secret-in-#{path}"
-    end
-  end
-
-  class Handler
-    attr_reader :run_status
-
-    %i(node start_time end_time elapsed_time exception backtrace).each do |name|
-      define_method(name) { @run_status.public_send(name) }
-    end
-
-    # Chef >= 15: from the action collection, one entry per updating action.
-    def updated_resources
-      @run_status.run_context.action_collection.updated
-    end
-
-    def run_report_safely(run_status)
-      @run_status = run_status
-      report
-    rescue Exception => e # rubocop:disable Lint/RescueException
-      Chef::Log.error("Report handler #{self.class.name} raised #{e.inspect}")
-    ensure
-      @run_status = nil
-    end
-  end
-end
+# Stand-ins for the Chef classes the wrapper, the attributes file and the
+# recipe use, each following the real class (chef_stand_in.rb names the
+# files): Chef::Handler#run_report_safely is Chef's own (rescue everything,
+# log it as an error), so an exception escaping the handler shows up as an
+# error line.
+require_relative 'chef_stand_in'
 
 require File.join(COOKBOOK, 'libraries', 'runlens_handler')
 
@@ -271,6 +231,144 @@ class ReportTest < Minitest::Test
   end
 end
 
+class ScrubTest < Minitest::Test
+  VECTORS = File.expand_path('../../testdata/scrub-vectors.json', __dir__)
+
+  # The cases every producer's scrubber is held to (the Go and Python
+  # suites read the same file).
+  def test_shared_vectors
+    vectors = JSON.parse(File.read(VECTORS))['vectors']
+    assert_operator vectors.length, :>=, 5
+    vectors.each { |v| assert_equal v['out'], Runlens.scrub(v['in']), v['in'] }
+  end
+
+  def test_error_capped_and_scrubbed
+    error = RuntimeError.new("mysql --password=hunter2 failed #{'x' * 5000}")
+    error.set_backtrace(Array.new(60) { |i| "/opt/chef/lib/x.rb:#{i}:in `go' https://u:pw@h/ #{'y' * 500}" })
+    report = Runlens::Report.build(Stand::Status.new(node: Stand.web_node, end_time: Time.now, exception: error))
+    e = report['error']
+    assert_operator e['message'].length, :<=, Runlens::Report::MAX_MESSAGE_CHARS
+    assert e['message'].start_with?('mysql --password=*** failed')
+    assert_equal Runlens::Report::MAX_BACKTRACE_LINES, e['backtrace'].length
+    assert(e['backtrace'].all? { |l| l.length <= Runlens::Report::MAX_BACKTRACE_LINE_CHARS && !l.include?('pw@') })
+  end
+end
+
+# A local HTTP server answering every request with the next of answers
+# ([status, headers]) and recording the requests (method, path, headers,
+# body).
+class StubHTTP
+  attr_reader :requests, :port
+
+  def initialize(*answers)
+    @answers = answers
+    @requests = []
+    @server = TCPServer.new('127.0.0.1', 0)
+    @port = @server.addr[1]
+    @thread = Thread.new { loop { serve(@server.accept) } }
+  end
+
+  def url(path = '/data-collector/v0/')
+    "http://127.0.0.1:#{@port}#{path}"
+  end
+
+  def close
+    @thread.kill
+    @server.close
+  end
+
+  private
+
+  def serve(sock)
+    loop do
+      line = sock.gets or break
+      method, path = line.split
+      headers = {}
+      while (h = sock.gets) && h != "\r\n"
+        k, v = h.split(':', 2)
+        headers[k.downcase] = v.strip
+      end
+      body = sock.read(headers['content-length'].to_i)
+      @requests << [method, path, headers, body]
+      code, extra = @answers.length > 1 ? @answers.shift : @answers.first
+      out = "HTTP/1.1 #{code} X\r\nContent-Length: 0\r\n"
+      (extra || {}).each { |k, v| out << "#{k}: #{v}\r\n" }
+      sock.write("#{out}\r\n")
+    end
+  rescue IOError, SystemCallError
+    nil
+  ensure
+    sock.close
+  end
+end
+
+# The http transport: Net::HTTP to the exporter's data collector endpoint,
+# as Chef's data collector posts (lib/chef/data_collector.rb headers), no
+# gem needed; anything but a 2xx (a redirect is never followed, as
+# Chef::HTTP never follows one for a POST) spools the report.
+class HttpTransportTest < Minitest::Test
+  include TestHelpers
+
+  def setup
+    @dir = Dir.mktmpdir
+    @logger, @log = Stand.string_logger
+  end
+
+  def teardown
+    @stub&.close
+    FileUtils.remove_entry(@dir) if @dir
+  end
+
+  def http_config(**opts)
+    Runlens::Config.new({ transport: 'auto', http_url: @stub.url, http_token: 'tok-s3cret', timeout: 2, connect_timeout: 2,
+                          spool_dir: File.join(@dir, 'spool') }.merge(opts))
+  end
+
+  def test_posts_like_chefs_data_collector
+    @stub = StubHTTP.new([204])
+    report = Runlens::Report.build(Stand.success_status)
+    assert_equal :sent, Runlens::Shipper.new(http_config, logger: @logger).ship(report), @log.string
+    method, path, headers, body = @stub.requests.first
+    assert_equal ['POST', '/data-collector/v0/'], [method, path]
+    assert_equal 'application/json', headers['content-type']
+    assert_equal 'tok-s3cret', headers['x-data-collector-token']
+    assert_equal 'version=1.0', headers['x-data-collector-auth']
+    assert_equal report, JSON.parse(body)
+    assert_match(%r{published the run report of web01.example.com to http://127.0.0.1:\d+/data-collector/v0/}, @log.string)
+    refute_includes @log.string, 'tok-s3cret'
+  end
+
+  def test_spooled_on_503_redirect_and_401_and_sent_first_next_time
+    [[503, { 'Retry-After' => '5' }], [302, { 'Location' => 'https://u:pw@elsewhere/' }], [401]].each_with_index do |answer, i|
+      @stub = StubHTTP.new(answer)
+      result = Runlens::Shipper.new(http_config, logger: @logger).ship(Runlens::Report.build(Stand.success_status(run_id: "r#{i}")))
+      assert_equal :spooled, result, answer.inspect
+      assert_equal 1, @stub.requests.length, 'no retry, no redirect followed'
+      @stub.close
+    end
+    assert_match(/answered 503/, @log.string)
+    assert_match(/answered 302 .*redirected to https:\/\/u:\*\*\*@elsewhere/, @log.string)
+    refute_includes @log.string, 'pw@'
+    @stub = StubHTTP.new([204])
+    assert_equal :sent, Runlens::Shipper.new(http_config, logger: @logger).ship(Runlens::Report.build(Stand.success_status(run_id: 'now')))
+    assert_equal %w(r0 r1 r2 now), @stub.requests.map { |r| JSON.parse(r.last)['run_id'] }
+  end
+
+  def test_no_token_spools_with_a_reason
+    @stub = StubHTTP.new([204])
+    assert_equal :spooled, Runlens::Shipper.new(http_config(http_token: nil), logger: @logger).ship(Runlens::Report.build(Stand.success_status))
+    assert_match(/no data collector token/, @log.string)
+    assert_empty @stub.requests
+  end
+
+  def test_transport_choice
+    assert_equal 'amqp', Runlens::Config.new.resolved_transport
+    assert_equal 'http', Runlens::Config.new(http_url: 'https://x/').resolved_transport
+    assert_equal 'amqp', Runlens::Config.new(http_url: 'https://x/', transport: 'amqp').resolved_transport
+    assert_equal 'http', Runlens::Config.new(transport: 'HTTP').resolved_transport
+  end
+end
+
 class ConfigTest < Minitest::Test
   def test_precedence_overrides_run_state_attributes
     node = Stand.web_node(runlens: { 'amqp' => { 'url' => 'amqp://a@h1/%2F', 'password' => 'attr-pw', 'timeout' => '3' } },
@@ -429,7 +527,46 @@ class PublishTest < Minitest::Test
   end
 end
 
+# Chef::RunStatus stand-ins for the wrapper's tests.
+module RunStatusHelpers
+  # A Chef::RunStatus (chef_stand_in.rb) for a Stand::Status: a run context
+  # whose action collection has one record per updated resource in the
+  # list (so a resource updated by two actions has two records), plus
+  # extra records (failed, up-to-date, …); without a run context when the
+  # run failed before there was one.
+  def chef_run_status(status, with_run_context: true, extra: [])
+    rs = Chef::RunStatus.new(status.node, nil)
+    rs.start_time = status.start_time
+    rs.end_time = status.end_time
+    rs.exception = status.exception
+    rs.run_id = status.run_id
+    return rs unless with_run_context
+
+    records = Array(status.updated_resources).map { |r| record(r, :updated) } + extra
+    rc = Chef::RunContext.new
+    rc.action_collection = Chef::ActionCollection.new(nil, rc, records)
+    rc.resource_collection = Chef::ResourceCollection.new(records.map(&:new_resource).uniq)
+    rs.run_context = rc
+    rs
+  end
+
+  def record(resource, status)
+    rec = Chef::ActionCollection::ActionRecord.new(resource, :run, 0)
+    rec.status = status
+    rec
+  end
+end
+
+# What a failed chef_gem install raises (the gem_package provider runs gem
+# install with shell_out!: mixlib-shellout's error).
+module Mixlib
+  class ShellOut
+    class ShellCommandFailed < RuntimeError; end
+  end
+end
+
 class ChefHandlerTest < Minitest::Test
+  include RunStatusHelpers
   def setup
     @broker = BrokerFixture.new
     @dir = Dir.mktmpdir
@@ -439,15 +576,6 @@ class ChefHandlerTest < Minitest::Test
   def teardown
     @broker&.close
     FileUtils.remove_entry(@dir) if @dir
-  end
-
-  # What Chef::RunStatus looks like to the handler: the Status fields plus a
-  # run context whose action collection lists updated resources.
-  def chef_run_status(status, with_run_context: true)
-    collection = Struct.new(:updated).new(status.updated_resources)
-    run_context = with_run_context ? Struct.new(:action_collection).new(collection) : nil
-    rs = Struct.new(*status.members, :run_context, keyword_init: true)
-    rs.new(**status.to_h, run_context: run_context)
   end
 
   def node_for_broker(**amqp)
@@ -472,7 +600,10 @@ class ChefHandlerTest < Minitest::Test
     assert_equal %w(db01.example.com role:cache), ok['depends_on']
     assert_equal 'failure', failed['status']
     assert_equal 'Stand::EnclosingDirectoryDoesNotExist', failed['error']['class']
-    assert_equal 1, failed['updated_resources_count'], 'falls back to run_status.updated_resources'
+    # No run context (the run failed before one existed): Chef::RunStatus
+    # has no resources then (lib/chef/run_status.rb updated_resources is
+    # @run_context && …).
+    assert_equal 0, failed['updated_resources_count']
     assert_empty Chef::Log.lines.select { |level, _| %i(warn error).include?(level) }
   end
 
@@ -490,8 +621,60 @@ class ChefHandlerTest < Minitest::Test
     assert_equal 1, Runlens::Spool.new(File.join(@dir, 'spool')).size
   end
 
+  # One record per action (lib/chef/action_collection.rb): a resource is
+  # counted once; a failure with ignore_failure is not a failure; the total
+  # counts distinct resources, unprocessed ones included, as runlens counts
+  # the data collector's resources[].
+  def test_counts_each_resource_once_and_ignores_ignore_failure
+    file = Chef::Resource.new('file', '/etc/motd')
+    extra = [
+      record(Chef::Resource.new('execute', 'optional', ignore_failure: :quiet), :failed),
+      record(Chef::Resource.new('package', 'nginx'), :failed),
+      record(Chef::Resource.new('template', '/etc/x'), :up_to_date),
+      record(Chef::Resource.new('directory', '/srv'), :unprocessed),
+      record(file, :up_to_date),
+    ]
+    status = Stand.failure_status(node: node_for_broker)
+    status.updated_resources = [file, Chef::Resource.new('service', 'nginx'), file]
+    Runlens::ReportHandler.new.run_report_safely(chef_run_status(status, extra: extra))
+    msg = JSON.parse(@broker.take(1).first.last)
+    assert_equal %w(file[/etc/motd] service[nginx]), msg['updated_resources']
+    assert_equal 2, msg['updated_resources_count']
+    assert_equal %w(package[nginx]), msg['failed_resources'], 'execute[optional] had ignore_failure'
+    assert_equal 1, msg['failed_resources_count']
+    assert_equal 6, msg['total_resources_count']
+  end
+
+  # Chef::Handler memoizes its filters (@updated_resources ||= …) and
+  # run_report_safely resets only @run_status (lib/chef/handler.rb): a
+  # handler registered once in client.rb of a daemonized chef-client would
+  # report its first run's resources for ever. This one reads each run's
+  # own action collection.
+  def test_one_instance_across_runs_reports_each_runs_resources
+    handler = Runlens::ReportHandler.new
+    first = Stand.success_status(node: node_for_broker, run_id: 'daemon-1')
+    first.updated_resources = [Chef::Resource.new('file', '/first')]
+    second = Stand.success_status(node: node_for_broker, run_id: 'daemon-2')
+    second.updated_resources = [Chef::Resource.new('file', '/second')]
+    handler.run_report_safely(chef_run_status(first))
+    handler.run_report_safely(chef_run_status(second))
+    bodies = @broker.take(2).map { |_, body| JSON.parse(body) }
+    assert_equal [%w(file[/first]), %w(file[/second])], bodies.map { |b| b['updated_resources'] }
+  end
+
+  # why-run (chef-client --why-run): marked, so runlens counts it as a dry
+  # run, never as a run. Chef's own data collector is disabled in why-run
+  # mode (lib/chef/data_collector/config_validation.rb should_be_enabled?).
+  def test_why_run_is_marked
+    Chef::Config[:why_run] = true
+    Runlens::ReportHandler.new.run_report_safely(chef_run_status(Stand.success_status(node: node_for_broker)))
+    assert_equal true, JSON.parse(@broker.take(1).first.last)['why_run']
+  ensure
+    Chef::Config[:why_run] = false
+  end
+
   def test_never_raises_on_a_broken_status
-    broken = Object.new
+    broken = Chef::RunStatus.new(nil, nil)
     def broken.node
       raise 'node exploded'
     end
@@ -505,6 +688,7 @@ end
 # The attributes file and the recipe, evaluated against minimal DSL stand-ins:
 # the attribute names the handler reads must be the ones the cookbook sets.
 class CookbookTest < Minitest::Test
+  include RunStatusHelpers
   AUTOVIV = proc { |h, k| h[k] = Hash.new(&AUTOVIV) }
 
   def attributes
@@ -549,8 +733,11 @@ class CookbookTest < Minitest::Test
 
     def run_action(action)
       @run_actions << action
+      @on_run_action&.call(@kind, action)
       self
     end
+
+    attr_writer :on_run_action
 
     def method_missing(prop, *args)
       @props[prop] = args.length == 1 ? args.first : args
@@ -561,7 +748,7 @@ class CookbookTest < Minitest::Test
     end
   end
 
-  def run_recipe(attrs, bags = {})
+  def run_recipe(attrs, bags = {}, on_run_action: nil)
     node = Stand::Node.new(name: 'n1', attrs: attrs, run_state: {})
     resources = []
     bag_calls = []
@@ -570,6 +757,7 @@ class CookbookTest < Minitest::Test
     %i(chef_gem chef_handler).each do |kind|
       sandbox.define_singleton_method(kind) do |name, &blk|
         r = Recorder.new(kind, name)
+        r.on_run_action = on_run_action
         r.instance_eval(&blk)
         resources << r
         r
@@ -584,18 +772,76 @@ class CookbookTest < Minitest::Test
     [resources, node, bag_calls]
   end
 
-  def test_recipe_installs_bunny_and_enables_the_handler_for_reports_and_exceptions
+  # Runs the block with Runlens.bunny_status answering as if bunny were
+  # missing (Debian's ruby-bunny is installed here).
+  def without_bunny(reason = 'LoadError: cannot load such file -- rbtree')
+    sc = Runlens.singleton_class
+    orig = Runlens.method(:bunny_status)
+    sc.send(:remove_method, :bunny_status)
+    sc.send(:define_method, :bunny_status) { [false, reason] }
+    yield
+  ensure
+    sc.send(:remove_method, :bunny_status)
+    sc.send(:define_method, :bunny_status, orig)
+  end
+
+  def test_recipe_installs_bunny_only_when_missing_and_enables_the_handler
     resources, node, bag_calls = run_recipe(attributes)
-    gem = resources.find { |r| r.kind == :chef_gem }
-    assert_equal 'bunny', gem.name
-    assert_equal true, gem.props[:compile_time]
-    assert_equal '~> 2.19', gem.props[:version]
+    assert_nil resources.find { |r| r.kind == :chef_gem }, 'bunny loads: nothing to install'
     handler = resources.find { |r| r.kind == :chef_handler }
     assert_equal 'Runlens::ReportHandler', handler.name
     assert_equal({ report: true, exception: true }, handler.props[:type])
     assert_equal [:enable], handler.run_actions, 'enabled at compile time'
     assert_empty bag_calls
     assert_empty node.run_state
+
+    without_bunny do
+      resources, node, = run_recipe(attributes)
+    end
+    gem = resources.find { |r| r.kind == :chef_gem }
+    assert_equal 'bunny', gem.name
+    assert_equal [:install], gem.run_actions, 'installed at compile time'
+    assert_equal true, gem.props[:ignore_failure], 'Chef itself must not fail the run on it'
+    assert_equal '~> 2.19', gem.props[:version]
+    assert_equal 'LoadError: cannot load such file -- rbtree', node.run_state['runlens']['bunny_error']
+  end
+
+  # The issue's case: the gem install raises (no compiler for rbtree, no gem
+  # access). The recipe, and so the run, goes on; the handler is enabled;
+  # at the end of the run it says why it cannot publish over AMQP and
+  # spools the report, which a later run sends.
+  def test_recipe_survives_a_failing_gem_install_and_the_handler_says_why
+    Dir.mktmpdir do |dir|
+      attrs = attributes
+      attrs['runlens']['spool_dir'] = File.join(dir, 'spool')
+      Chef::Log.lines.clear
+      resources = node = nil
+      raising = proc { |kind, action| if kind == :chef_gem && action == :install
+          raise Mixlib::ShellOut::ShellCommandFailed, "Expected process to exit with [0], but received '1'\n---- Begin output of gem install rbtree ----\nERROR: Failed to build gem native extension."
+        end }
+      without_bunny do
+        resources, node, = run_recipe(attrs, {}, on_run_action: raising)
+        assert resources.find { |r| r.kind == :chef_handler }&.run_actions&.include?(:enable), 'the handler is enabled anyway'
+        assert_match(/Mixlib::ShellOut::ShellCommandFailed: Expected process to exit with \[0\]/, node.run_state['runlens']['bunny_error'])
+        assert(Chef::Log.lines.any? { |level, msg| level == :warn && msg.include?('bunny gem could not be installed') })
+
+        status = Stand.success_status(node: node)
+        Runlens::ReportHandler.new.run_report_safely(chef_run_status(status))
+      end
+      warn = Chef::Log.lines.select { |level, _| level == :warn }.map(&:last).last
+      assert_match(/the bunny gem cannot be loaded .*installing it failed: Mixlib::ShellOut::ShellCommandFailed/, warn)
+      assert_match(/AMQP transport is disabled for this run/, warn)
+      assert_empty Chef::Log.lines.select { |level, _| level == :error }, 'nothing escaped into the run'
+      assert_equal 1, Runlens::Spool.new(File.join(dir, 'spool')).size, 'the report waits for a later run'
+    end
+  end
+
+  def test_recipe_skips_bunny_for_the_http_transport
+    attrs = attributes
+    attrs['runlens']['http']['url'] = 'https://exporter.example.com:9866/data-collector/v0/'
+    resources, = without_bunny { run_recipe(attrs) }
+    assert_nil resources.find { |r| r.kind == :chef_gem }
+    assert resources.find { |r| r.kind == :chef_handler }
   end
 
   def test_recipe_skips_the_gem_and_reads_the_encrypted_data_bag
@@ -603,14 +849,16 @@ class CookbookTest < Minitest::Test
     attrs['runlens']['bunny']['install'] = false
     attrs['runlens']['amqp']['data_bag'] = 'secrets'
     attrs['runlens']['amqp']['data_bag_secret_file'] = '/etc/chef/runlens_secret'
-    item = { 'id' => 'amqp', 'password' => 'bag-pw', 'url' => 'amqps://runlens@mq/%2F' }
-    resources, node, bag_calls = run_recipe(attrs, { %w(secrets amqp) => item })
+    item = { 'id' => 'amqp', 'password' => 'bag-pw', 'url' => 'amqps://runlens@mq/%2F', 'http_token' => 'bag-token' }
+    resources, node, bag_calls = without_bunny { run_recipe(attrs, { %w(secrets amqp) => item }) }
     assert_nil resources.find { |r| r.kind == :chef_gem }
     assert_equal [['secrets', 'amqp', 'secret-in-/etc/chef/runlens_secret']], bag_calls
-    assert_equal({ 'amqp_password' => 'bag-pw', 'amqp_url' => 'amqps://runlens@mq/%2F' }, node.run_state['runlens'])
+    assert_equal({ 'amqp_password' => 'bag-pw', 'amqp_url' => 'amqps://runlens@mq/%2F', 'http_token' => 'bag-token' },
+                 node.run_state['runlens'])
     cfg = Runlens::Config.from_node(node)
     assert_equal 'bag-pw', cfg.resolved_password
     assert_equal 'amqps://runlens@mq/%2F', cfg.url
+    assert_equal 'bag-token', cfg.resolved_token
   end
 
   def test_recipe_survives_a_missing_data_bag

@@ -1,11 +1,12 @@
 """Publishes Salt fixture returns through the real returner, for
 producers_test.go to consume and decode in Go.
 
-    python3 e2e_publish.py [--drop-stamp] URL_WITHOUT_PASSWORD PASSWORD EXCHANGE FIXTURE.json...
+    python3 e2e_publish.py [--drop-stamp] [--OPTION=VALUE...] URL_WITHOUT_PASSWORD PASSWORD EXCHANGE FIXTURE.json...
 
 Each fixture's `data` goes through runlens_amqp.returner(); --drop-stamp
-removes its `_stamp` first, as a minion-side return has none. Exits 1 if the
-returner logged a warning (it never raises).
+removes its `_stamp` first, as a minion-side return has none. Any other
+--OPTION=VALUE sets runlens_amqp.OPTION (e.g. --tls_ca_file=ca.pem). Exits 1
+if the returner logged a warning (it never raises).
 """
 
 import logging
@@ -29,7 +30,8 @@ class _Count(logging.Handler):
 
 def main(argv):
     drop = "--drop-stamp" in argv
-    args = [a for a in argv if a != "--drop-stamp"]
+    extra = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    args = [a for a in argv if not a.startswith("--")]
     if len(args) < 4:
         sys.stderr.write(__doc__)
         return 2
@@ -39,6 +41,7 @@ def main(argv):
         "runlens_amqp.url": url,
         "runlens_amqp.password": password,
         "runlens_amqp.exchange": exchange,
+        **{"runlens_amqp." + k: v for k, v in extra.items()},
     })
     counter = _Count()
     mod.log.addHandler(counter)

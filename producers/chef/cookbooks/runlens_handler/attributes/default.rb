@@ -5,6 +5,20 @@
 # encrypted data bag item holding it.
 #
 
+# How reports travel: 'amqp' (to RabbitMQ with the bunny gem), 'http' (to the
+# runlens exporter's data collector endpoint with Ruby's Net::HTTP: no gem, no
+# compiler needed) or 'auto' (http when ['http']['url'] is set, else amqp).
+default['runlens']['transport'] = 'auto'
+
+# The exporter's data collector endpoint (its --ingest.listen-address or web
+# listener, path /data-collector/v0/) and the token of its --ingest.token-file
+# (from an encrypted data bag item's "http_token", a file, or this attribute).
+default['runlens']['http']['url'] = nil
+default['runlens']['http']['token'] = nil
+default['runlens']['http']['token_file'] = nil
+default['runlens']['http']['ca_file'] = nil
+default['runlens']['http']['verify_peer'] = true
+
 # AMQP URL *without* the password: amqp[s]://user@host:port/vhost (the vhost
 # URL-encoded: %2F is "/"). Several handlers may publish to one exchange.
 default['runlens']['amqp']['url'] = 'amqp://guest@127.0.0.1:5672/%2F'
@@ -50,9 +64,12 @@ default['runlens']['spool_max'] = 100
 # Node or role names this node depends on (topology edges in runlens).
 default['runlens']['depends_on'] = []
 
-# The bunny gem, installed into Chef's own Ruby with chef_gem. Set install to
-# false where it is pre-installed (baked into the image, or an air-gapped
-# site installing it another way).
+# The bunny gem (transport amqp only), installed into Chef's own Ruby with
+# chef_gem when it is not there yet. Bunny needs sorted_set, which needs
+# rbtree, a C extension: a node without a compiler or gem access cannot
+# install it. That never fails the run: the recipe logs why, and the handler
+# spools its reports until Bunny can be loaded. Set install to false where it
+# is pre-installed (baked into the image) or where the http transport is used.
 default['runlens']['bunny']['install'] = true
 default['runlens']['bunny']['version'] = '~> 2.19'
 # A gem source (URL or local .gem path); nil: Chef's configured rubygems_url.

@@ -4,25 +4,29 @@
 # runlens report handler: the plain-Ruby core.
 #
 # Nothing in this file needs Chef. Runlens::ReportHandler (runlens_handler.rb)
-# is a thin Chef::Handler wrapper around it, so the report format, the AMQP
-# publishing and the spool are tested with a plain `ruby` and `bunny`.
+# is a thin Chef::Handler wrapper around it, so the report format, the
+# publishing (AMQP with Bunny, or HTTP to the exporter's data collector
+# endpoint with Net::HTTP) and the spool are tested with a plain `ruby`.
 #
 #   report = Runlens::Report.build(run_status_like)   # a Hash; Report.generate(report) is the JSON
 #   Runlens::Shipper.new(Runlens::Config.new(url: ..., password: ...), logger: logger).ship(report)
 #
 # run_status_like responds to node, start_time, end_time, elapsed_time,
-# updated_resources, exception, backtrace and run_id, like Chef::RunStatus.
+# updated_resources, exception, backtrace and run_id, like Chef::RunStatus,
+# and optionally failed_resources and total_resources (a count).
 #
 require 'fileutils'
 require 'json'
 require 'logger'
+require 'net/http'
+require 'openssl'
 require 'securerandom'
 require 'time'
 require 'timeout'
 require 'uri'
 
 module Runlens
-  VERSION = '1.0.0' unless const_defined?(:VERSION)
+  VERSION = '1.1.0' unless const_defined?(:VERSION)
   PRODUCER = "runlens_handler/#{VERSION}" unless const_defined?(:PRODUCER)
 
   # Raised by Publisher when the broker did not take a report.
@@ -41,6 +45,33 @@ module Runlens
       s = s.gsub(secret, '***')
     end
     s
+  end
+
+  # The secrets scrubber every runlens producer applies to error texts before
+  # they travel (the Salt returner's _scrub and the exporter's
+  # datacollector.Scrub are the same rules; producers/testdata/
+  # scrub-vectors.json holds the cases all three are tested against): the
+  # password of a URL's userinfo, and the value of password=, token:,
+  # api_key= and the like.
+  URL_USERINFO = %r{([A-Za-z][A-Za-z0-9+.-]*://)([^/\s:@]*):([^/\s@]*)@}.freeze unless const_defined?(:URL_USERINFO)
+  SECRET_VALUE = /(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)(["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s"',;&]+)/i.freeze unless const_defined?(:SECRET_VALUE)
+
+  def self.scrub(text)
+    s = text.to_s
+    return s unless s.include?('=') || s.include?(':')
+
+    s.gsub(URL_USERINFO) { "#{Regexp.last_match(1)}#{Regexp.last_match(2)}:***@" }
+     .gsub(SECRET_VALUE) { "#{Regexp.last_match(1)}#{Regexp.last_match(2)}***" }
+  end
+
+  # Whether Bunny can be loaded, and why not: it needs sorted_set, which
+  # needs rbtree, a C extension, so it is missing on nodes without a
+  # compiler or gem access. Returns [true, nil] or [false, reason].
+  def self.bunny_status
+    require 'bunny'
+    [true, nil]
+  rescue LoadError => e
+    [false, "#{e.class}: #{e.message.lines.first.to_s.strip}"]
   end
 
   # Reads path from a Chef node, a Hash (string or symbol keys) or a Struct,
@@ -76,8 +107,12 @@ module Runlens
     # A resource's to_s can hold a whole inline script; the exporter keeps at
     # most 512 bytes of a name anyway.
     MAX_RESOURCE_CHARS = 1024
-    MAX_MESSAGE_CHARS = 8192
-    MAX_BACKTRACE_LINES = 50
+    # An error travels to the broker, the history stream and Grafana: its
+    # message is capped (runlens keeps 1 KiB of it anyway) and the backtrace
+    # cut to its head, both scrubbed of obvious secrets (Runlens.scrub).
+    MAX_MESSAGE_CHARS = 1024
+    MAX_BACKTRACE_LINES = 10
+    MAX_BACKTRACE_LINE_CHARS = 300
     MAX_LIST_ITEMS = 256
 
     module_function
@@ -86,8 +121,10 @@ module Runlens
     # chef_version: Chef::VERSION when known (else read from the node's Ohai data).
     # fallback_node_name: used when status.node is nil (the run failed before
     # the node was loaded).
+    # why_run: Chef::Config[:why_run]; the report is marked, and runlens
+    # counts it as a dry run, never as a run.
     # now: the report generation time.
-    def build(status, chef_version: nil, fallback_node_name: nil, now: Time.now)
+    def build(status, chef_version: nil, fallback_node_name: nil, why_run: false, now: Time.now)
       node = call(status, :node)
       exception = call(status, :exception)
       start_time = call(status, :start_time)
@@ -95,6 +132,8 @@ module Runlens
       elapsed = call(status, :elapsed_time)
       elapsed = end_time - start_time if elapsed.nil? && start_time && end_time
       updated = resource_strings(call(status, :updated_resources))
+      failed = resource_strings(call(status, :failed_resources))
+      total = call(status, :total_resources)
 
       report = {
         'node_name' => node_value(node, :name) || fallback_node_name,
@@ -107,6 +146,10 @@ module Runlens
         'run_elapsed_time' => elapsed&.to_f&.round(3),
         'updated_resources_count' => updated.length,
         'updated_resources' => updated,
+        'failed_resources_count' => failed.length,
+        'failed_resources' => failed,
+        'total_resources_count' => total.is_a?(Integer) ? [total, updated.length, failed.length].max : nil,
+        'why_run' => why_run ? true : nil,
         'report_generated_at' => iso8601(now),
         'run_id' => call(status, :run_id)&.to_s,
         'roles' => string_list(Runlens.dig(node, 'roles')),
@@ -120,9 +163,10 @@ module Runlens
         'producer' => PRODUCER,
       }
       report['error'] = error_object(exception, call(status, :backtrace)) if exception
-      # Optional fields are left out rather than sent empty; the updated list
-      # always goes, since the decoder counts from it.
-      scrub(report.reject { |k, v| k != 'updated_resources' && (v.nil? || v == '' || v == []) })
+      # Optional fields are left out rather than sent empty; the updated and
+      # failed lists always go, since the decoder counts from them.
+      keep = %w(updated_resources failed_resources)
+      scrub(report.reject { |k, v| !keep.include?(k) && (v.nil? || v == '' || v == []) })
     end
 
     # The message body: compact JSON, valid UTF-8 whatever the run produced.
@@ -132,24 +176,26 @@ module Runlens
 
     def error_object(exception, backtrace)
       lines = Array(backtrace || (exception.respond_to?(:backtrace) ? exception.backtrace : nil))
+      message = exception.respond_to?(:message) ? exception.message : exception
       {
         'class' => exception.class.name,
-        'message' => cut(exception.respond_to?(:message) ? exception.message : exception, MAX_MESSAGE_CHARS),
-        'backtrace' => lines.first(MAX_BACKTRACE_LINES).map(&:to_s),
+        'message' => cut(Runlens.scrub(message), MAX_MESSAGE_CHARS),
+        'backtrace' => lines.first(MAX_BACKTRACE_LINES).map { |l| cut(Runlens.scrub(l), MAX_BACKTRACE_LINE_CHARS) },
       }
     end
 
-    # "type[name]" for each updated resource, each resource once even when
-    # several of its actions updated it (Chef's action collection lists one
-    # record per action).
+    # "type[name]" for each resource, each resource once: a resource is its
+    # type and name, as runlens counts it in every format (Chef's action
+    # collection has one record per action and notification, and two
+    # declarations of service[nginx] are one resource).
     def resource_strings(resources)
-      seen = {}.compare_by_identity
+      seen = {}
       Array(resources).each_with_object([]) do |r, out|
-        next if seen.key?(r)
-
-        seen[r] = true
         s = r.to_s
         s = "#{cut(s, MAX_RESOURCE_CHARS - 1)}]" if s.length > MAX_RESOURCE_CHARS
+        next if seen.key?(s)
+
+        seen[s] = true
         out << s
       end
     end
@@ -212,10 +258,19 @@ module Runlens
     end
   end
 
-  # Settings of the handler. Keys match node['runlens']['amqp'] (and
-  # node['runlens']['spool_dir'] / ['spool_max']).
+  # Settings of the handler. Keys match node['runlens']['amqp'], with
+  # node['runlens']['http'] as http_* and node['runlens']['transport'],
+  # ['spool_dir'] and ['spool_max'].
   class Config
     DEFAULTS = {
+      # 'amqp' (Bunny), 'http' (Net::HTTP to the exporter's data collector
+      # endpoint: no gem needed) or 'auto': http when http_url is set.
+      transport: 'auto',
+      http_url: nil,        # https://exporter:9866/data-collector/v0/
+      http_token: nil,      # the exporter's --ingest.token-file token
+      http_token_file: nil,
+      http_ca_file: nil,    # CA that signed the exporter's certificate; nil: the system's
+      http_verify_peer: true,
       url: 'amqp://guest@127.0.0.1:5672/%2F',
       password: nil,
       password_file: nil,
@@ -244,7 +299,26 @@ module Runlens
       @spool_max = [@spool_max.to_i, 1].max
       @declare_exchange = truthy(@declare_exchange)
       @verify_peer = truthy(@verify_peer)
+      @http_verify_peer = truthy(@http_verify_peer)
       @spool_dir = nil if @spool_dir.to_s.strip.empty?
+    end
+
+    # 'http' or 'amqp'.
+    def resolved_transport
+      case @transport.to_s.strip.downcase
+      when 'http' then 'http'
+      when 'amqp' then 'amqp'
+      else @http_url.to_s.strip.empty? ? 'amqp' : 'http'
+      end
+    end
+
+    # The data collector token: http_token, else the first line of
+    # http_token_file.
+    def resolved_token
+      return @http_token.to_s unless @http_token.nil? || @http_token.to_s.empty?
+      return File.read(@http_token_file).lines.first.to_s.chomp if @http_token_file && !@http_token_file.to_s.empty?
+
+      nil
     end
 
     # Reads the settings from a Chef node (or anything Runlens.dig reads):
@@ -266,8 +340,12 @@ module Runlens
       opts[:verify_peer] = Runlens.dig(tls, 'verify_peer')
       opts[:spool_dir] = Runlens.dig(node, 'runlens', 'spool_dir')
       opts[:spool_max] = Runlens.dig(node, 'runlens', 'spool_max')
+      opts[:transport] = Runlens.dig(node, 'runlens', 'transport')
+      http = Runlens.dig(node, 'runlens', 'http') || {}
+      %w(url token token_file ca_file verify_peer).each { |k| opts[:"http_#{k}"] = Runlens.dig(http, k) }
       opts[:url] = Runlens.dig(secret, 'amqp_url') || opts[:url]
       opts[:password] = Runlens.dig(secret, 'amqp_password') || opts[:password]
+      opts[:http_token] = Runlens.dig(secret, 'http_token') || opts[:http_token]
       (overrides || {}).each { |k, v| opts[k.to_sym] = v unless v.nil? }
       new(opts)
     end
@@ -294,16 +372,22 @@ module Runlens
       rescue StandardError
         nil
       end
-      [pw, url_pw].compact
+      token = begin
+        resolved_token
+      rescue StandardError
+        nil
+      end
+      [pw, url_pw, token].compact
     end
 
-    # The URL without any password, for log lines.
+    # Where reports go, without any password, for log lines.
     def display_url
-      u = URI.parse(@url.to_s)
+      raw = resolved_transport == 'http' ? @http_url : @url
+      u = URI.parse(raw.to_s)
       u.password = nil if u.password
       u.to_s
     rescue StandardError
-      Runlens.redact(@url.to_s)
+      Runlens.redact(raw.to_s)
     end
 
     private
@@ -509,6 +593,69 @@ module Runlens
     end
   end
 
+  # Publishes reports over HTTP to the runlens exporter's data collector
+  # endpoint (--ingest.token-file), with nothing but Ruby's standard
+  # library: no gem to install, nothing to compile. It talks to the endpoint
+  # the way Chef's data collector does (lib/chef/data_collector.rb: a POST
+  # of the JSON to the configured URL with x-data-collector-token and
+  # x-data-collector-auth), and like Chef::HTTP it never follows a redirect
+  # of a POST. The exporter answers 2xx only once the broker confirmed the
+  # report or it is fsynced in the exporter's spool, so a 2xx is as good as
+  # a publisher confirm; anything else raises PublishError and the report
+  # goes to the local spool, sent again next run.
+  class HttpPublisher
+    def initialize(config)
+      @config = config
+      @http = nil
+    end
+
+    def open
+      @uri = URI.parse(@config.http_url.to_s)
+      raise PublishError, "http_url #{@config.display_url} is not an http(s) URL" unless %w(http https).include?(@uri.scheme)
+
+      @token = @config.resolved_token
+      raise PublishError, 'no data collector token (http_token, http_token_file or the data bag)' if @token.to_s.empty?
+
+      @http = Net::HTTP.new(@uri.host, @uri.port)
+      @http.open_timeout = @config.connect_timeout
+      @http.read_timeout = @config.timeout
+      @http.write_timeout = @config.timeout if @http.respond_to?(:write_timeout=)
+      if @uri.scheme == 'https'
+        @http.use_ssl = true
+        @http.verify_mode = @config.http_verify_peer ? OpenSSL::SSL::VERIFY_PEER : OpenSSL::SSL::VERIFY_NONE
+        @http.ca_file = @config.http_ca_file if @config.http_ca_file
+      end
+      @http.start
+      self
+    end
+
+    def publish(body, message_id: nil)
+      raise PublishError, 'publisher is not open' unless @http
+
+      req = Net::HTTP::Post.new(@uri.request_uri)
+      req['Content-Type'] = 'application/json'
+      req['Accept'] = 'application/json'
+      req['x-data-collector-token'] = @token
+      req['x-data-collector-auth'] = 'version=1.0'
+      req['X-Runlens-Message-Id'] = message_id.to_s if message_id
+      req['User-Agent'] = PRODUCER
+      req.body = body
+      res = @http.request(req)
+      return true if res.is_a?(Net::HTTPSuccess)
+
+      where = res.is_a?(Net::HTTPRedirection) ? " (redirected to #{Runlens.redact(res['location'])}; fix http_url)" : ''
+      raise PublishError, "the exporter answered #{res.code} #{res.message}#{where}"
+    end
+
+    def close
+      http = @http
+      @http = nil
+      http&.finish if http&.started?
+    rescue StandardError
+      nil
+    end
+  end
+
   # Sends a report: first whatever the spool holds (oldest first, each file
   # deleted only after its confirm), then the report itself. When anything
   # fails it warns (without secrets), spools the report and returns; it never
@@ -522,13 +669,17 @@ module Runlens
       @spool = config.spool_dir ? Spool.new(config.spool_dir, max: config.spool_max) : nil
     end
 
-    # Returns :sent, :spooled or :dropped.
-    def ship(report)
+    # Returns :sent, :spooled or :dropped. disabled: why publishing cannot
+    # work this run (the bunny gem missing); the report then goes straight
+    # to the spool.
+    def ship(report, disabled: nil)
       body = report.is_a?(String) ? report : Report.generate(report)
       id = report.is_a?(Hash) ? report['run_id'] : nil
       node = report.is_a?(Hash) ? report['node_name'] : nil
+      return keep(body, id, node, PublishError.new(disabled), 0) if disabled
+
       replayed = 0
-      publisher = Publisher.new(@config)
+      publisher = @config.resolved_transport == 'http' ? HttpPublisher.new(@config) : Publisher.new(@config)
       begin
         ::Timeout.timeout(@config.deadline) do
           publisher.open
@@ -593,6 +744,8 @@ module Runlens
     end
 
     def where
+      return @config.display_url if @config.resolved_transport == 'http'
+
       "#{@config.display_url} exchange #{@config.exchange}"
     end
 

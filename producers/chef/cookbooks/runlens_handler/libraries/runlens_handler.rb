@@ -33,8 +33,9 @@ module Runlens
       config = nil
       status = StatusView.new(self)
       config = Runlens::Config.from_node(status.node, @overrides)
-      report = Runlens::Report.build(status, chef_version: chef_version, fallback_node_name: fallback_node_name)
-      Runlens::Shipper.new(config, logger: ::Chef::Log).ship(report)
+      report = Runlens::Report.build(status, chef_version: chef_version, fallback_node_name: fallback_node_name,
+                                             why_run: why_run?)
+      Runlens::Shipper.new(config, logger: ::Chef::Log).ship(report, disabled: disabled_reason(config, status.node))
     rescue *Runlens::RESCUABLE => e
       secrets = begin
         config ? config.secrets : []
@@ -55,6 +56,29 @@ module Runlens
       ::Chef::Config[:node_name]
     rescue StandardError
       nil
+    end
+
+    def why_run?
+      ::Chef::Config[:why_run] ? true : false
+    rescue StandardError
+      false
+    end
+
+    # Publishing over AMQP needs Bunny. When it cannot be loaded (the recipe
+    # could not install it, or it was never installed), the handler does
+    # not try: it says why once and spools the report, sent by a later run
+    # once Bunny is there (or use transport 'http', which needs no gem).
+    def disabled_reason(config, node)
+      return nil unless config.resolved_transport == 'amqp'
+
+      ok, why = Runlens.bunny_status
+      return nil if ok
+
+      install = Runlens.dig(node.respond_to?(:run_state) ? node.run_state : nil, 'runlens', 'bunny_error')
+      "the bunny gem cannot be loaded (#{why})#{install ? "; installing it failed: #{install}" : ''}; " \
+        "the AMQP transport is disabled for this run (set node['runlens']['transport'] = 'http' to report without gems)"
+    rescue StandardError => e
+      "cannot check for the bunny gem: #{e.class}"
     end
 
     # The run status as Runlens::Report.build reads it, from the handler's
@@ -79,24 +103,61 @@ module Runlens
         nil
       end
 
-      # Chef >= 15 answers from the action collection; when the run failed
-      # before there was a run context that raises, so fall back to
-      # Chef::RunStatus#updated_resources.
+      # The run's resources come from its action collection
+      # (lib/chef/action_collection.rb action_records: one record per
+      # action and notification, with status :updated, :up_to_date,
+      # :skipped, :failed or :unprocessed). They are read from the records
+      # directly rather than through Chef::Handler#updated_resources and
+      # #failed_resources: those memoize (@updated_resources ||= …,
+      # lib/chef/handler.rb) and run_report_safely resets only
+      # @run_status, so a handler instance that lives across the runs of a
+      # daemonized chef-client would report its first run's resources for
+      # ever. When the run failed before there was a run context, there are
+      # no records; Chef::RunStatus#updated_resources is the fallback.
       def updated_resources
-        list = begin
-          @handler.updated_resources
-        rescue StandardError
-          nil
-        end
-        if list.nil?
-          rs = @handler.run_status
-          list = begin
-            rs.respond_to?(:updated_resources) ? rs.updated_resources : nil
-          rescue StandardError
-            nil
-          end
-        end
-        Array(list)
+        recs = records
+        return recs.select { |r| r.status == :updated }.map(&:new_resource) if recs
+
+        rs = @handler.run_status
+        Array(rs.respond_to?(:updated_resources) ? rs.updated_resources : nil)
+      rescue StandardError
+        []
+      end
+
+      # Failed resources, except those with ignore_failure (true or :quiet):
+      # their failure did not fail the run.
+      def failed_resources
+        recs = records
+        return [] unless recs
+
+        recs.select { |r| r.status == :failed && !ignored?(r.new_resource) }.map(&:new_resource)
+      rescue StandardError
+        []
+      end
+
+      # How many distinct resources (type and name) the run had records of;
+      # nil when it never got a run context.
+      def total_resources
+        recs = records
+        recs&.map { |r| r.new_resource.to_s }&.uniq&.length
+      rescue StandardError
+        nil
+      end
+
+      private
+
+      def records
+        rc = @handler.run_status&.run_context
+        ac = rc.respond_to?(:action_collection) ? rc.action_collection : nil
+        ac.respond_to?(:action_records) ? Array(ac.action_records) : nil
+      rescue StandardError
+        nil
+      end
+
+      def ignored?(resource)
+        resource.respond_to?(:ignore_failure) && resource.ignore_failure ? true : false
+      rescue StandardError
+        false
       end
     end
   end
