@@ -212,7 +212,7 @@ func TestExporterReadTimeoutCutsStalledPost(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("chef-token-123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, "--history.replay=0", "--ingest.token-file="+tokenFile, "--web.read-timeout=2s")
+	h := newHarness(t, "--history.replay=0", "--ingest.token-file="+tokenFile, "--ingest.spool.dir="+filepath.Join(t.TempDir(), "spool"), "--web.read-timeout=2s")
 	h.startBinary()
 	conn, err := net.Dial("tcp", h.addr)
 	if err != nil {

@@ -36,6 +36,13 @@ func contextBackground() context.Context { return context.Background() }
 // DefaultListenAddress is the exporter's port.
 const DefaultListenAddress = ":9865"
 
+// DefaultSpoolDir is where the data collector endpoint spools what the
+// broker cannot confirm: on by default, because without a spool a broker
+// outage answers Chef 503, and Chef's data collector gives up on the run
+// after its retries (lib/chef/data_collector.rb). Relative to the working
+// directory, as Prometheus' data/ is.
+const DefaultSpoolDir = "data/ingest-spool"
+
 type config struct {
 	amqpURL, amqpPasswordFile string
 	exchange, queue           string
@@ -110,7 +117,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 		Envar("RUNLENS_INGEST_TOKEN_FILE").StringVar(&c.ingestTokenFile)
 	app.Flag("ingest.listen-address", "Serve the data collector endpoint on this address of its own instead of the web listener, so /metrics can keep basic auth while Chef posts with its token.").StringVar(&c.ingestListenAddress)
 	app.Flag("ingest.web-config.file", "exporter-toolkit web configuration (TLS only) for --ingest.listen-address; default: the tls_server_config of --web.config.file.").StringVar(&c.ingestWebConfigFile)
-	app.Flag("ingest.spool.dir", "Directory where accepted data collector messages the broker cannot confirm in time are fsynced and kept until it does (answered 202); empty: answer 503 instead.").StringVar(&c.ingestSpoolDir)
+	app.Flag("ingest.spool.dir", "Directory where accepted data collector messages the broker cannot confirm in time are fsynced and kept until it does (answered 202); created if missing, relative to the working directory like Prometheus' data/. Empty: no spool, answer 503 instead (Chef then drops the run after its retries).").Default(DefaultSpoolDir).StringVar(&c.ingestSpoolDir)
 	app.Flag("ingest.spool.max-bytes", "Bytes of messages the ingest spool holds at most; past it requests get 503.").Default("1GiB").BytesVar(&c.ingestSpoolMaxBytes)
 	app.Flag("ingest.strip-bodies", "Strip data collector messages to what runlens and a node inventory need (node attributes, resource states and diffs removed; errors capped and scrubbed) before publishing.").BoolVar(&c.ingestStripBodies)
 	app.Flag("ingest.publish-timeout", "How long an ingest request waits for the broker's confirm before the message goes to the spool (or 503 without one).").Default(datacollector.DefaultTimeout.String()).DurationVar(&c.ingestPublishTimeout)

@@ -523,7 +523,7 @@ func TestExporterDataCollectorIngest(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("chef-token-123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, "--ingest.token-file="+tokenFile, "--history.replay=0")
+	h := newHarness(t, "--ingest.token-file="+tokenFile, "--ingest.spool.dir="+filepath.Join(t.TempDir(), "spool"), "--history.replay=0")
 	h.start()
 	post := func(token string, body []byte) int {
 		req, _ := http.NewRequest("POST", "http://"+h.addr+"/data-collector/v0/", bytes.NewReader(body))

@@ -164,7 +164,7 @@ func TestIngestChefClientBrokerDown(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("no spool", func(t *testing.T) {
 		proxy := rabbittest.NewProxy(t)
-		h := newHarness(t, "--ingest.token-file="+tokenFile(t), "--history.replay=0", "--ingest.publish-timeout=1s")
+		h := newHarness(t, "--ingest.token-file="+tokenFile(t), "--ingest.spool.dir=", "--history.replay=0", "--ingest.publish-timeout=1s")
 		h.url = proxy.URL()
 		h.start()
 		proxy.Pause()
@@ -218,7 +218,7 @@ func TestIngestOwnListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	ingestAddr := proctest.FreeAddr(t)
-	h := newHarness(t, "--web.config.file="+cfg, "--history.replay=0", "--ingest.token-file="+tokenFile(t), "--ingest.listen-address="+ingestAddr)
+	h := newHarness(t, "--web.config.file="+cfg, "--history.replay=0", "--ingest.token-file="+tokenFile(t), "--ingest.spool.dir="+filepath.Join(t.TempDir(), "spool"), "--ingest.listen-address="+ingestAddr)
 	h.launch()
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}}
 	do := func(method, url, token, user string, body []byte) int {
@@ -238,8 +238,11 @@ func TestIngestOwnListener(t *testing.T) {
 		return resp.StatusCode
 	}
 	web, ingest := "https://"+h.addr, "https://"+ingestAddr
-	h.waitFor("the https listeners", func() bool {
-		return do("GET", web+"/metrics", "", "prometheus", nil) == 200 && do("GET", ingest+"/data-collector/v0/", "", "", nil) == 200
+	// Ready, not just listening: until the consumer has declared its queue,
+	// a report published to the fanout exchange reaches no queue (seen under
+	// load: the posted run_start was never counted).
+	h.waitFor("the https listeners and a ready exporter", func() bool {
+		return do("GET", web+"/-/ready", "", "prometheus", nil) == 200 && do("GET", ingest+"/data-collector/v0/", "", "", nil) == 200
 	})
 	start := fixture(t, "chef", "01-run_start-ubuntu-success.json")
 	for name, c := range map[string]struct {
@@ -281,7 +284,7 @@ func TestIngestOwnListener(t *testing.T) {
 	bad := filepath.Join(dir, "ingest-web.yml")
 	_ = os.WriteFile(bad, []byte("basic_auth_users:\n  chef: "+string(hash)+"\n"), 0o600)
 	var logs bytes.Buffer
-	code := run(context.Background(), []string{"--ingest.token-file=" + tokenFile(t), "--ingest.listen-address=" + proctest.FreeAddr(t),
+	code := run(context.Background(), []string{"--ingest.token-file=" + tokenFile(t), "--ingest.spool.dir=" + filepath.Join(t.TempDir(), "spool"), "--ingest.listen-address=" + proctest.FreeAddr(t),
 		"--ingest.web-config.file=" + bad, "--web.listen-address=" + proctest.FreeAddr(t), "--amqp.url=" + rabbittest.URL,
 		"--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue, "--history.replay=0"}, io.Discard, &logs)
 	if code == 0 || !strings.Contains(logs.String(), "basic_auth_users are not supported on the ingest listener") {
