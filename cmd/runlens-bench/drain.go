@@ -2,101 +2,223 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
-	"sync/atomic"
+	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/runlens/runlens/exporter/collector"
-	"github.com/runlens/runlens/exporter/ingest"
 	"github.com/runlens/runlens/internal/benchutil"
 	"github.com/runlens/runlens/pkg/broker"
-	"github.com/runlens/runlens/pkg/fleet"
-	"github.com/runlens/runlens/pkg/report"
 )
 
 // ---------------------------------------------------------------- 1. drain
 
-// drain preloads 3×repeat queues with the same reports (one fanout publish
-// copies to all), then drains them alternately with the bare consumers and
-// the exporter pipeline.
+// A drain pass is one consumer draining one queue preloaded with a report
+// set. Each pass has a queue of its own, declared and preloaded just before
+// it and deleted after it, so every consumer starts the same way: right
+// after a preload, on a queue holding nothing else. The rate is reports /
+// time from the first delivery to the last report handled, as the seed
+// bridge's client measures it.
+type drainKind struct {
+	family   string // a row of the summary
+	prefetch int
+	classic  bool // on a classic queue (the seed bridge's type) instead of a quorum queue
+}
+
+const (
+	famExporter      = "exporter (decode, fleet state, metrics, ack)"
+	famBareJSON      = "bare: encoding/json into map[string]any"
+	famBareRunlens   = "bare: report.Decode, runlens' decoder"
+	famBareAck       = "bare: ack only, no decode (the broker's limit)"
+	famExporterClass = "exporter"
+	famBridge        = "seed bridge (Node.js: amqplib, JSON.parse, socket.io)"
+)
+
+func (k drainKind) String() string {
+	q := "quorum"
+	if k.classic {
+		q = "classic"
+	}
+	name, _, _ := strings.Cut(k.family, " (")
+	if k.family == famBridge {
+		return fmt.Sprintf("%-40s %-7s", "seed bridge", q)
+	}
+	return fmt.Sprintf("%-40s %-7s prefetch %-4d", name, q, k.prefetch)
+}
+
+// drain measures every report set against every baseline, in one run.
 func drain(w io.Writer, cfg config, log *slog.Logger) error {
-	ctx := context.Background()
-	bodies, _, size := simReports(cfg.reports, cfg.nodes)
-	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
-	exchange := "runlens.bench." + suffix
-	conn, err := amqp.Dial(cfg.url)
+	small := handlerReports(cfg.reports, cfg.nodes)
+	large, err := collectorReports(cfg.largeReports, cfg.nodes)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	var br *bridge
+	if cfg.bridge != "off" {
+		if br, err = setupBridge(w, cfg.bridge == "on"); err != nil {
+			return err
+		}
+		if br != nil {
+			defer br.close()
+		}
+	}
+	fmt.Fprintf(w, "   Every pass drains a queue of its own, declared and preloaded just before it and deleted after it; rates are\n"+
+		"   reports / (last handled − first delivery). Bare consumers: one amqp091-go goroutine, basic.qos prefetch as shown,\n"+
+		"   an ack with multiple=true every %d deliveries; the best of their prefetch sweep is the baseline. Each kind runs once\n"+
+		"   to warm up, then %d times in an order that rotates and reverses between rounds; figures are medians.\n",
+		bareAckEvery, cfg.repeat)
+	for _, set := range []reportSet{small, large} {
+		if err := drainSet(w, cfg, set, br, log); err != nil {
+			return fmt.Errorf("%s reports: %w", set.name, err)
+		}
+	}
+	return nil
+}
+
+func drainSet(w io.Writer, cfg config, set reportSet, br *bridge, log *slog.Logger) error {
+	fmt.Fprintf(w, "-- %s: %d %s, %.1f KiB average, %d nodes\n", set.name, len(set.bodies), set.what, set.avgKiB(), cfg.nodes)
+	var kinds []drainKind
+	for _, p := range cfg.exporterPrefetch {
+		kinds = append(kinds, drainKind{family: famExporter, prefetch: p})
+	}
+	for _, fam := range []string{famBareJSON, famBareRunlens, famBareAck} {
+		for _, p := range cfg.barePrefetch {
+			kinds = append(kinds, drainKind{family: fam, prefetch: p})
+		}
+	}
+	if br != nil {
+		kinds = append(kinds, drainKind{family: famExporterClass, prefetch: cfg.prefetch, classic: true}, drainKind{family: famBridge, classic: true})
+	}
+	warm := set.bodies[:max(1, min(len(set.bodies), max(len(set.bodies)/10, 200)))]
+	for _, k := range kinds {
+		if _, err := drainPass(cfg, k, warm, br, log, false); err != nil {
+			return fmt.Errorf("warm-up %s: %w", k, err)
+		}
+	}
+	rates := map[drainKind][]float64{}
+	for round := range cfg.repeat {
+		order := slices.Clone(kinds)
+		shift := round * len(order) / cfg.repeat
+		order = append(order[shift:], order[:shift]...)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, k := range order {
+			profile := cfg.cpuProfile != "" && k.family == famExporter && k.prefetch == cfg.prefetch && round == cfg.repeat-1 && set.name == "small"
+			r, err := drainPass(cfg, k, set.bodies, br, log, profile)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			rates[k] = append(rates[k], r)
+			fmt.Fprintf(w, "  round %d  %s  %8.0f msg/s\n", round+1, k, r)
+		}
+	}
+	printDrainSummary(w, cfg, set, kinds, rates)
+	return nil
+}
+
+// drainPass preloads a queue for kind k with bodies and drains it.
+func drainPass(cfg config, k drainKind, bodies [][]byte, br *bridge, log *slog.Logger, profile bool) (float64, error) {
+	if k.family == famBridge {
+		return br.drain(cfg.url, bodies, log)
+	}
+	topo, cleanup, err := preload(cfg.url, bodies, k.classic, log)
+	if err != nil {
+		return 0, err
+	}
+	defer cleanup()
+	if profile {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	switch k.family {
+	case famExporter, famExporterClass:
+		return drainExporter(cfg.url, topo, len(bodies), exporterOpts{prefetch: k.prefetch, noDeclare: k.classic}, log)
+	case famBareJSON:
+		return drainBare(cfg.url, topo.Queue, len(bodies), k.prefetch, decodeMap)
+	case famBareRunlens:
+		return drainBare(cfg.url, topo.Queue, len(bodies), k.prefetch, decodeRunlens)
+	case famBareAck:
+		return drainBare(cfg.url, topo.Queue, len(bodies), k.prefetch, nil)
+	}
+	return 0, fmt.Errorf("unknown kind %s", k)
+}
+
+// preload declares a fresh exchange and queue (quorum, as the exporter
+// declares it, or classic), publishes bodies with confirms and returns the
+// topology and a function deleting it.
+func preload(url string, bodies [][]byte, classic bool, log *slog.Logger) (broker.Topology, func(), error) {
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	topo := broker.Topology{Exchange: "runlens.bench." + suffix, Queue: "runlens.bench." + suffix}.Defaults()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return topo, nil, err
+	}
 	ch, err := conn.Channel()
 	if err != nil {
-		return err
+		conn.Close()
+		return topo, nil, err
 	}
-	var queues []broker.Topology
-	for i := range 3 * cfg.repeat {
-		t := broker.Topology{Exchange: exchange, Queue: fmt.Sprintf("runlens.bench.%s.%d", suffix, i)}.Defaults()
-		if err := broker.Declare(ch, t); err != nil {
+	cleanup := func() {
+		deleteTopology(ch, topo.Exchange, []broker.Topology{topo})
+		conn.Close()
+	}
+	if classic {
+		err = declareClassic(ch, topo)
+	} else {
+		err = broker.Declare(ch, topo)
+	}
+	if err == nil {
+		err = publish(url, topo.Exchange, bodies, log)
+	}
+	if err != nil {
+		cleanup()
+		return topo, nil, err
+	}
+	return topo, cleanup, nil
+}
+
+// declareClassic declares topo with a classic queue, for the exporter's
+// consumer to consume without declaring (broker.ConsumerConfig.NoDeclare).
+func declareClassic(ch *amqp.Channel, t broker.Topology) error {
+	for _, ex := range []string{t.Exchange, t.DeadLetterExchange} {
+		if err := ch.ExchangeDeclare(ex, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 			return err
 		}
-		queues = append(queues, t)
 	}
-	defer deleteTopology(ch, exchange, queues)
+	for _, q := range []struct{ name, exchange string }{{t.DeadLetterQueue, t.DeadLetterExchange}, {t.Queue, t.Exchange}} {
+		if _, err := ch.QueueDeclare(q.name, true, false, false, false, nil); err != nil {
+			return err
+		}
+		if err := ch.QueueBind(q.name, "", q.exchange, false, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	pub, err := broker.NewPublisher(ctx, cfg.url, exchange, log)
+func publish(url, exchange string, bodies [][]byte, log *slog.Logger) error {
+	ctx := context.Background()
+	pub, err := broker.NewPublisher(ctx, url, exchange, log)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	if err := pub.PublishAll(ctx, bodies, 0); err != nil {
-		return err
-	}
-	pub.Close()
-	fmt.Fprintf(w, "preloaded %d reports (%d nodes, %.1f KiB average, formats mixed) into %d quorum queues in %s\n",
-		len(bodies), cfg.nodes, float64(size)/float64(len(bodies))/1024, len(queues), time.Since(start).Round(time.Millisecond))
-
-	var bare, bareBatched, exp []float64
-	for i := range cfg.repeat {
-		r, err := drainBare(cfg.url, queues[3*i].Queue, len(bodies), cfg.prefetch, 1)
-		if err != nil {
-			return err
-		}
-		bare = append(bare, r)
-		r, err = drainBare(cfg.url, queues[3*i+2].Queue, len(bodies), cfg.prefetch, 64)
-		if err != nil {
-			return err
-		}
-		bareBatched = append(bareBatched, r)
-		if cfg.cpuProfile != "" {
-			f, err := os.Create(cfg.cpuProfile)
-			if err != nil {
-				return err
-			}
-			_ = pprof.StartCPUProfile(f)
-		}
-		r, err = drainExporter(cfg.url, queues[3*i+1], len(bodies), cfg.prefetch, log)
-		if cfg.cpuProfile != "" {
-			pprof.StopCPUProfile()
-		}
-		if err != nil {
-			return err
-		}
-		exp = append(exp, r)
-		fmt.Fprintf(w, "  pass %d: bare %.0f msg/s, bare with batched acks %.0f msg/s, exporter %.0f msg/s\n", i+1, bare[i], bareBatched[i], exp[i])
-	}
-	b, bb, e := benchutil.Median(bare), benchutil.Median(bareBatched), benchutil.Median(exp)
-	fmt.Fprintf(w, "drain rate (median of %d)     bare consumer %8.0f msg/s   exporter %8.0f msg/s   ratio %.2f  (target ≥ 0.90)\n", cfg.repeat, b, e, e/b)
-	fmt.Fprintf(w, "                              bare consumer acking 64 at a time %8.0f msg/s   ratio %.2f\n\n", bb, e/bb)
-	return nil
+	defer pub.Close()
+	return pub.PublishAll(ctx, bodies, 0)
 }
 
 func deleteTopology(ch *amqp.Channel, exchange string, queues []broker.Topology) {
@@ -108,79 +230,52 @@ func deleteTopology(ch *amqp.Channel, exchange string, queues []broker.Topology)
 	_ = ch.ExchangeDelete(exchange, false, false)
 }
 
-// drainBare is the broker-bound baseline: qos, consume, decode the JSON, ack
-// (every ackEvery messages, with multiple, as the exporter does when
-// deliveries are waiting; 1 acks each message on its own).
-func drainBare(url, queue string, n, prefetch, ackEvery int) (float64, error) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return 0, err
-	}
-	if err := ch.Qos(prefetch, 0, false); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	dels, err := ch.Consume(queue, "", false, false, false, false, nil)
-	if err != nil {
-		return 0, err
-	}
-	for i := 0; i < n; i++ {
-		d, ok := <-dels
-		if !ok {
-			return 0, fmt.Errorf("bare consumer: channel closed after %d", i)
+// printDrainSummary prints the medians, the bare baselines' best prefetch and
+// the ratios.
+func printDrainSummary(w io.Writer, cfg config, set reportSet, kinds []drainKind, rates map[drainKind][]float64) {
+	median := func(k drainKind) float64 { return benchutil.Median(rates[k]) }
+	best := map[string]drainKind{}
+	for _, k := range kinds {
+		if b, ok := best[k.family]; !ok || median(k) > median(b) {
+			best[k.family] = k
 		}
-		var v map[string]json.RawMessage
-		_ = json.Unmarshal(d.Body, &v)
-		if (i+1)%ackEvery == 0 || i == n-1 {
-			if err := d.Ack(ackEvery > 1); err != nil {
-				return 0, err
+	}
+	fmt.Fprintf(w, "%s reports (%.1f KiB), median of %d, msg/s\n", set.name, set.avgKiB(), cfg.repeat)
+	fmt.Fprintf(w, "  quorum queues%*s", 36, "")
+	for _, p := range cfg.barePrefetch {
+		fmt.Fprintf(w, "  prefetch %-5d", p)
+	}
+	fmt.Fprintf(w, "\n")
+	row := func(fam string, prefetches []int) {
+		fmt.Fprintf(w, "    %-47s", fam)
+		for _, p := range cfg.barePrefetch {
+			k := drainKind{family: fam, prefetch: p}
+			if slices.Contains(prefetches, p) {
+				fmt.Fprintf(w, "  %14.0f", median(k))
+			} else {
+				fmt.Fprintf(w, "  %14s", "")
 			}
 		}
+		fmt.Fprintf(w, "\n")
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
-}
-
-// exporterConsumer is the exporter's consumer and pipeline, as serve wires
-// them, with a hook called after each handled message.
-func exporterConsumer(url string, topo broker.Topology, prefetch int, state *fleet.State, reg prometheus.Registerer, log *slog.Logger, after func()) *broker.Consumer {
-	metrics := collector.NewIngestMetrics(reg, 100)
-	p := ingest.New(report.Decoder{}, state, metrics, log, nil)
-	return broker.NewConsumer(broker.ConsumerConfig{URL: url, Topology: topo, Prefetch: prefetch, Logger: log, Prepare: p.Prepare},
-		func(ctx context.Context, m broker.Message) error {
-			err := p.Handle(ctx, m)
-			after()
-			return err
-		})
-}
-
-// drainExporter runs the exporter's own consumer and pipeline.
-func drainExporter(url string, topo broker.Topology, n, prefetch int, log *slog.Logger) (float64, error) {
-	var done atomic.Int64
-	finished := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := exporterConsumer(url, topo, prefetch, fleet.New(fleet.Options{}), prometheus.NewRegistry(), log, func() {
-		if done.Add(1) == int64(n) {
-			close(finished)
+	row(famExporter, cfg.exporterPrefetch)
+	for _, fam := range []string{famBareJSON, famBareRunlens, famBareAck} {
+		row(fam, cfg.barePrefetch)
+	}
+	exp := median(drainKind{family: famExporter, prefetch: cfg.prefetch})
+	fmt.Fprintf(w, "  %s drain, exporter at its default prefetch %d: %.0f msg/s\n", set.name, cfg.prefetch, exp)
+	for _, fam := range []string{famBareJSON, famBareRunlens, famBareAck} {
+		b := best[fam]
+		target := ""
+		if fam == famBareJSON || fam == famBareRunlens {
+			target = "  (target ≥ 0.90)"
 		}
-	})
-	start := time.Now()
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
-	select {
-	case <-finished:
-	case err := <-errc:
-		return 0, fmt.Errorf("exporter consumer stopped: %v", err)
-	case <-time.After(10 * time.Minute):
-		return 0, fmt.Errorf("exporter drained only %d of %d", done.Load(), n)
+		fmt.Fprintf(w, "    vs %-47s best %8.0f msg/s (prefetch %d)  ratio %.2f%s\n", fam, median(b), b.prefetch, exp/median(b), target)
 	}
-	rate := float64(n) / time.Since(start).Seconds()
-	cancel()
-	<-errc
-	return rate, nil
+	if e, ok := rates[drainKind{family: famExporterClass, prefetch: cfg.prefetch, classic: true}]; ok {
+		ec, bb := benchutil.Median(e), median(drainKind{family: famBridge, classic: true})
+		fmt.Fprintf(w, "  classic queues (the seed bridge declares its queue classic): exporter %.0f msg/s, %s %.0f msg/s  ratio %.2f  (target ≥ 1.00)\n",
+			ec, famBridge, bb, ec/bb)
+	}
+	fmt.Fprintf(w, "\n")
 }

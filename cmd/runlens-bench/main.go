@@ -1,9 +1,15 @@
 // Command runlens-bench measures the exporter against baselines taken in the
 // same run, so its ratios mean something on a noisy machine:
 //
-//  1. drain rate of a preloaded quorum queue: the exporter's pipeline
-//     (decode, fleet, metrics, ack) vs a bare amqp091-go consumer that only
-//     JSON-decodes each message's top level and acks it;
+//  1. drain rate of a preloaded queue, for small Chef handler reports and for
+//     large data collector messages with a real Ohai node object: the
+//     exporter's consumer and pipeline (decode, fleet, metrics, ack) vs bare
+//     amqp091-go consumers at the best of a prefetch sweep (decoding with
+//     encoding/json into a map, decoding with runlens' decoder, and not
+//     decoding at all: the broker's limit), each pass on a queue of its own,
+//     warmed up, in rotating order; and, on classic queues, vs the original
+//     design's Node.js bridge (../shared/anchors/seed-bridge) when Node.js is
+//     on PATH;
 //  2. sustained throughput: publishers with confirms and the exporter's
 //     pipeline running at the same time for a while (published/s, consumed/s,
 //     queue depth), vs the bare consumer under the same publishers;
@@ -25,17 +31,23 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/runlens/runlens/pkg/simulator"
+	"github.com/runlens/runlens/pkg/broker"
 )
 
 type config struct {
 	url                  string
 	reports, nodes       int
+	largeReports         int
+	sustainReports       int
 	repeat, prefetch     int
+	barePrefetch         []int
+	exporterPrefetch     []int
+	bridge               string
 	scrapeNodes          []int
 	skipDrain            bool
 	cpuProfile           string
@@ -63,13 +75,18 @@ func main() {
 func run(ctx context.Context, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("runlens-bench", flag.ContinueOnError)
 	var cfg config
-	var scrapeNodes string
+	var scrapeNodes, barePrefetch, exporterPrefetch string
 	fs.StringVar(&cfg.url, "amqp.url", "amqp://guest:guest@127.0.0.1:5672/", "broker")
-	fs.IntVar(&cfg.reports, "reports", 20000, "reports to preload for the drain benchmark (and cycled through by the sustained one)")
+	fs.IntVar(&cfg.reports, "reports", 60000, "small reports (Chef handler, about 1.3 KiB) preloaded for each drain pass")
+	fs.IntVar(&cfg.largeReports, "large-reports", 2000, "large reports (Chef data collector with a real Ohai node object) preloaded for each drain pass")
+	fs.IntVar(&cfg.sustainReports, "sustain-reports", 20000, "simulated reports (every format) the sustained figure cycles through")
 	fs.IntVar(&cfg.nodes, "nodes", 10000, "simulated nodes sending those reports")
-	fs.IntVar(&cfg.repeat, "repeat", 2, "drain measurements of each kind (interleaved); the median is kept")
+	fs.IntVar(&cfg.repeat, "repeat", 3, "drain passes of each kind (in rotating order); the median is kept")
 	fs.StringVar(&scrapeNodes, "scrape-nodes", "10000,100000", "fleet sizes for the scrape and heap figures (up to 1000000 and more)")
-	fs.IntVar(&cfg.prefetch, "prefetch", 256, "basic.qos prefetch for every consumer")
+	fs.IntVar(&cfg.prefetch, "prefetch", broker.DefaultPrefetch, "the exporter's basic.qos prefetch (its default), also for the sustained and latency consumers")
+	fs.StringVar(&exporterPrefetch, "exporter-prefetch", "", "further prefetch values to drain the exporter with, comma-separated (a sweep for choosing the default)")
+	fs.StringVar(&barePrefetch, "bare-prefetch", "256,1000,2000", "prefetch values the bare consumers drain with; the best is their baseline")
+	fs.StringVar(&cfg.bridge, "bridge", "auto", "run the seed bridge (../shared/anchors/seed-bridge) on classic queues: auto (when Node.js and npm are on PATH), on, off")
 	fs.BoolVar(&cfg.skipDrain, "skip-drain", false, "skip the drain figure")
 	fs.BoolVar(&cfg.skipSustain, "skip-sustain", false, "skip the sustained throughput figure")
 	fs.BoolVar(&cfg.skipLat, "skip-latency", false, "skip the publish → metric latency figure")
@@ -92,7 +109,8 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 		// Only what was not set explicitly.
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		quick := map[string]string{"reports": "1000", "nodes": "200", "repeat": "1", "scrape-nodes": "1000,3000",
+		quick := map[string]string{"reports": "1000", "large-reports": "20", "sustain-reports": "1000", "bare-prefetch": "256", "bridge": "off",
+			"nodes": "200", "repeat": "1", "scrape-nodes": "1000,3000",
 			"sustain-duration": "2s", "latency-rate": "200", "latency-duration": "2s", "latency-nodes": "100",
 			"baseline-max-nodes": "1000", "direct-min-nodes": "3000"}
 		for name, v := range quick {
@@ -101,16 +119,26 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 			}
 		}
 	}
-	for _, s := range strings.Split(scrapeNodes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n <= 0 {
-			return fmt.Errorf("bad -scrape-nodes entry %q", s)
-		}
-		cfg.scrapeNodes = append(cfg.scrapeNodes, n)
+	var err error
+	if cfg.scrapeNodes, err = positiveInts("scrape-nodes", scrapeNodes); err != nil {
+		return err
 	}
-	if cfg.reports <= 0 || cfg.nodes <= 0 || cfg.repeat <= 0 || cfg.sustainPublishers <= 0 || cfg.sustainChunk <= 0 || cfg.sustainBacklog <= 0 ||
+	if cfg.barePrefetch, err = positiveInts("bare-prefetch", barePrefetch); err != nil {
+		return err
+	}
+	if cfg.exporterPrefetch, err = positiveInts("exporter-prefetch", exporterPrefetch); err != nil {
+		return err
+	}
+	if !slices.Contains(cfg.exporterPrefetch, cfg.prefetch) {
+		cfg.exporterPrefetch = append(cfg.exporterPrefetch, cfg.prefetch)
+	}
+	slices.Sort(cfg.exporterPrefetch)
+	if cfg.bridge != "auto" && cfg.bridge != "on" && cfg.bridge != "off" {
+		return fmt.Errorf("-bridge %q: want auto, on or off", cfg.bridge)
+	}
+	if cfg.reports <= 0 || cfg.largeReports <= 0 || cfg.sustainReports <= 0 || cfg.prefetch <= 0 || cfg.nodes <= 0 || cfg.repeat <= 0 || cfg.sustainPublishers <= 0 || cfg.sustainChunk <= 0 || cfg.sustainBacklog <= 0 ||
 		cfg.latencyRate <= 0 || cfg.latencyNodes <= 0 || cfg.pollInterval <= 0 {
-		return errors.New("-reports, -nodes, -repeat, -sustain-publishers, -sustain-chunk, -latency-rate, -latency-nodes and -poll-interval must be positive")
+		return errors.New("-reports, -large-reports, -sustain-reports, -prefetch, -nodes, -repeat, -sustain-publishers, -sustain-chunk, -latency-rate, -latency-nodes and -poll-interval must be positive")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
@@ -149,22 +177,19 @@ func readFile(path string) string {
 	return string(b)
 }
 
-// simReports makes reports simulated reports from nodes nodes, every format
-// mixed. token[i] is the run identity inside bodies[i] that the sustained
-// figure rewrites to make a new run: the run_id (Chef) or the jid (Salt).
-func simReports(reports, nodes int) (bodies [][]byte, tokens []string, size int) {
-	sim := simulator.New(simulator.Config{Nodes: nodes, Seed: 42})
-	for round := 0; len(bodies) < reports; round++ {
-		for _, r := range sim.Round(time.Now().Add(time.Duration(round-100)*time.Hour), time.Hour, simulator.Random) {
-			tok, _, _ := strings.Cut(r.ID, "/")
-			for _, m := range r.Messages {
-				if len(bodies) < reports {
-					bodies = append(bodies, m)
-					tokens = append(tokens, tok)
-					size += len(m)
-				}
-			}
+// positiveInts parses a comma-separated list of positive integers ("" is
+// none).
+func positiveInts(flag, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
 		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad -%s entry %q", flag, f)
+		}
+		out = append(out, n)
 	}
-	return bodies, tokens, size
+	return out, nil
 }

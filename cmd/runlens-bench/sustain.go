@@ -34,7 +34,7 @@ type sustainResult struct {
 // sustain publishes and consumes at the same time for cfg.sustainDuration,
 // once with the exporter's pipeline and once with the bare consumer.
 func sustain(ctx context.Context, w io.Writer, cfg config, log *slog.Logger) error {
-	bodies, tokens, size := simReports(cfg.reports, cfg.nodes)
+	bodies, tokens, size := simReports(cfg.sustainReports, cfg.nodes)
 	fmt.Fprintf(w, "== 2. sustained throughput: %d publishers with confirms for %s, consumer running at the same time\n",
 		cfg.sustainPublishers, cfg.sustainDuration)
 	fmt.Fprintf(w, "   %d publishers (one connection each) publish in a loop with broker.Publisher.PublishAll, %d reports a call\n"+

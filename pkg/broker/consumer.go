@@ -64,11 +64,20 @@ func IsDeadLetter(err error) (reason string, ok bool) {
 	return "", false
 }
 
+// Consumer defaults, also the exporter's flag defaults.
+const (
+	// DefaultPrefetch is basic.qos's prefetch count.
+	DefaultPrefetch = 256
+	// DefaultMaxInflightBytes is ConsumerConfig.MaxInflightBytes' default
+	// in the exporter: enough for the prefetch's worth of typical reports.
+	DefaultMaxInflightBytes = 64 << 20
+)
+
 // ConsumerConfig configures a Consumer. Zero fields take defaults.
 type ConsumerConfig struct {
 	URL            string // amqp:// or amqps://; contains the password: only RedactURL(URL) is ever logged
 	Topology       Topology
-	Prefetch       int           // basic.qos; default 256
+	Prefetch       int           // basic.qos; default DefaultPrefetch
 	MinBackoff     time.Duration // reconnect backoff, default 100ms, doubled per failure with jitter, capped at MaxBackoff
 	MaxBackoff     time.Duration // default 30s
 	ConnectionName string        // client property connection_name, default "runlens"
@@ -104,7 +113,7 @@ type ConsumerConfig struct {
 func (c ConsumerConfig) defaults() ConsumerConfig {
 	c.Topology = c.Topology.Defaults()
 	if c.Prefetch <= 0 {
-		c.Prefetch = 256
+		c.Prefetch = DefaultPrefetch
 	}
 	c.MinBackoff, c.MaxBackoff = backoffDefaults(c.MinBackoff, c.MaxBackoff)
 	c.ConnectionName = orDefault(c.ConnectionName, "runlens")
