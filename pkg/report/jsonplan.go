@@ -550,7 +550,14 @@ func (s *scanner) list(p *typePlan, v unsafe.Pointer) bool {
 	size := p.elem.typ.Size()
 	for n := 0; ; n++ {
 		if n == sv.Cap() {
-			grown := reflect.MakeSlice(p.typ, n, max(4, 2*n))
+			c := max(4, 2*n)
+			if n >= longList {
+				// A long list: count the rest, so the slice is allocated
+				// once at its size instead of doubling (the copies and the
+				// spare capacity would cost up to three times the list).
+				c = n + s.countRest()
+			}
+			grown := reflect.MakeSlice(p.typ, n, c)
 			reflect.Copy(grown, sv)
 			sv.Set(grown)
 		}
@@ -569,6 +576,33 @@ func (s *scanner) list(p *typePlan, v unsafe.Pointer) bool {
 		default:
 			return false
 		}
+	}
+}
+
+// longList is the length from which list counts the rest of a list before
+// growing its slice. Real reports' lists are far shorter; a message of
+// millions of tiny resource entries is the costliest input per byte, and
+// this keeps its decoded size to the entries themselves.
+const longList = 4096
+
+// countRest counts the elements of the list from pos (at an element) to its
+// end, at most; pos does not move. Invalid input counts as what was seen
+// before it: the decode that follows fails on it anyway.
+func (s *scanner) countRest() int {
+	probe := *s
+	probe.open = nil // skip must not write into s's nesting bits
+	n := 0
+	for {
+		probe.ws()
+		if !probe.skip() {
+			return max(n, 1)
+		}
+		n++
+		probe.ws()
+		if probe.peek() != ',' {
+			return n
+		}
+		probe.pos++
 	}
 }
 
