@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -174,13 +175,28 @@ func preload(url string, bodies [][]byte, classic bool, log *slog.Logger) (broke
 		return topo, nil, err
 	}
 	cleanup := func() {
-		deleteTopology(ch, topo.Exchange, []broker.Topology{topo})
+		if dch, err := conn.Channel(); err == nil {
+			deleteTopology(dch, topo.Exchange, []broker.Topology{topo})
+		}
 		conn.Close()
 	}
-	if classic {
-		err = declareClassic(ch, topo)
-	} else {
-		err = broker.Declare(ch, topo)
+	for attempt := 1; ; attempt++ {
+		if classic {
+			err = declareClassic(ch, topo)
+		} else {
+			err = broker.Declare(ch, topo)
+		}
+		// A busy broker sometimes refuses a quorum queue for a moment
+		// (541 INTERNAL_ERROR cluster_not_formed): the channel is closed,
+		// try again on a new one.
+		var ae *amqp.Error
+		if err == nil || attempt == 5 || !errors.As(err, &ae) || ae.Code != amqp.InternalError {
+			break
+		}
+		time.Sleep(time.Second)
+		if ch, err = conn.Channel(); err != nil {
+			break
+		}
 	}
 	if err == nil {
 		err = publish(url, topo.Exchange, bodies, log)
