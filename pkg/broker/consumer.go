@@ -67,7 +67,7 @@ func IsDeadLetter(err error) (reason string, ok bool) {
 // Consumer defaults, also the exporter's flag defaults.
 const (
 	// DefaultPrefetch is basic.qos's prefetch count.
-	DefaultPrefetch = 256
+	DefaultPrefetch = 1000
 	// DefaultMaxInflightBytes is ConsumerConfig.MaxInflightBytes' default
 	// in the exporter: enough for the prefetch's worth of typical reports.
 	DefaultMaxInflightBytes = 64 << 20

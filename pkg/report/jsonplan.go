@@ -39,6 +39,7 @@ type planKind uint8
 const (
 	planStd         planKind = iota // not planned: json.Unmarshal on the value's bytes
 	planUnmarshaler                 // the type's UnmarshalJSON on the value's bytes
+	planLooseString                 // looseString: its UnmarshalJSON, with plain strings taken as scanned
 	planRaw                         // json.RawMessage: the value's bytes
 	planString
 	planBool
@@ -69,6 +70,7 @@ var (
 	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 	rawMessageType      = reflect.TypeFor[json.RawMessage]()
+	looseStringType     = reflect.TypeFor[looseString]()
 )
 
 var plans struct {
@@ -96,6 +98,8 @@ func buildPlan(t reflect.Type) *typePlan {
 	switch {
 	case t == rawMessageType:
 		p.kind = planRaw
+	case t == looseStringType:
+		p.kind = planLooseString
 	case pt.Implements(unmarshalerType):
 		p.kind = planUnmarshaler
 	case pt.Implements(textUnmarshalerType):
@@ -376,6 +380,26 @@ func (s *scanner) value(p *typePlan, v unsafe.Pointer) bool {
 		}
 		u := reflect.NewAt(p.typ, v).Interface().(json.Unmarshaler)
 		return u.UnmarshalJSON(s.data[start:s.pos]) == nil
+	case planLooseString:
+		start := s.pos
+		if c == '"' {
+			// What UnmarshalJSON does with a string, without scanning it
+			// twice: a plain one is its bytes.
+			plain, ok := s.str()
+			if !ok {
+				return false
+			}
+			ls := (*looseString)(v)
+			if plain {
+				*ls = looseString(s.data[start+1 : s.pos-1])
+				return true
+			}
+			return ls.UnmarshalJSON(s.data[start:s.pos]) == nil
+		}
+		if !s.skip() {
+			return false
+		}
+		return (*looseString)(v).UnmarshalJSON(s.data[start:s.pos]) == nil
 	case planRaw:
 		start := s.pos
 		if !s.skip() {

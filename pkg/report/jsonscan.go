@@ -333,6 +333,13 @@ func (s *scanner) skip() bool {
 // (surrounding whitespace allowed, as json.Unmarshal allows it); false if b
 // is not one valid JSON list, f having seen the elements before the error.
 func eachElement(b []byte, f func(elem []byte)) bool {
+	return eachElementPlain(b, func(elem []byte, _ bool) { f(elem) })
+}
+
+// eachElementPlain is eachElement also telling f whether an element is a
+// plain string (no escapes, ASCII only: its bytes between the quotes are the
+// string), which the walk has found out anyway.
+func eachElementPlain(b []byte, f func(elem []byte, plain bool)) bool {
 	s := newScanner(b)
 	s.ws()
 	if s.peek() != '[' || !s.enter(false) {
@@ -343,11 +350,16 @@ func eachElement(b []byte, f func(elem []byte)) bool {
 		s.pos++
 	} else {
 		for {
-			start := s.pos
-			if !s.skip() {
+			start, plain := s.pos, false
+			if s.peek() == '"' {
+				var ok bool
+				if plain, ok = s.str(); !ok {
+					return false
+				}
+			} else if !s.skip() {
 				return false
 			}
-			f(b[start:s.pos])
+			f(b[start:s.pos], plain)
 			s.ws()
 			if c := s.peek(); c == ']' {
 				s.pos++

@@ -89,10 +89,14 @@ func (l *looseList) UnmarshalJSON(b []byte) error {
 	}
 	switch b[0] {
 	case '[':
-		items := []looseString{}
-		ok := eachElement(b, func(it []byte) {
+		items := make([]looseString, 0, 4)
+		ok := eachElementPlain(b, func(it []byte, plain bool) {
 			var s looseString
-			_ = s.UnmarshalJSON(it)
+			if plain {
+				s = looseString(it[1 : len(it)-1]) // what UnmarshalJSON makes of it
+			} else {
+				_ = s.UnmarshalJSON(it)
+			}
 			items = append(items, s)
 		})
 		if ok {
