@@ -175,9 +175,7 @@ func preload(url string, bodies [][]byte, classic bool, log *slog.Logger) (broke
 		return topo, nil, err
 	}
 	cleanup := func() {
-		if dch, err := conn.Channel(); err == nil {
-			deleteTopology(dch, topo.Exchange, []broker.Topology{topo})
-		}
+		deleteTopology(conn, topo.Exchange, []broker.Topology{topo})
 		conn.Close()
 	}
 	for attempt := 1; ; attempt++ {
@@ -237,13 +235,32 @@ func publish(url, exchange string, bodies [][]byte, log *slog.Logger) error {
 	return pub.PublishAll(ctx, bodies, 0)
 }
 
-func deleteTopology(ch *amqp.Channel, exchange string, queues []broker.Topology) {
-	for _, t := range queues {
-		_, _ = ch.QueueDelete(t.Queue, false, false, false)
-		_, _ = ch.QueueDelete(t.DeadLetterQueue, false, false, false)
-		_ = ch.ExchangeDelete(t.DeadLetterExchange, false, false)
+// deleteTopology deletes what a benchmark declared. A delete the broker
+// refuses closes the channel, and a busy broker refuses quorum queue deletes
+// for a moment (its coordinator unavailable): each delete gets a channel of
+// its own and a few tries, so one refusal does not leave the rest behind.
+func deleteTopology(conn *amqp.Connection, exchange string, queues []broker.Topology) {
+	del := func(f func(*amqp.Channel) error) {
+		for attempt := 0; attempt < 5; attempt++ {
+			ch, err := conn.Channel()
+			if err != nil {
+				return
+			}
+			err = f(ch)
+			_ = ch.Close()
+			if err == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
-	_ = ch.ExchangeDelete(exchange, false, false)
+	for _, t := range queues {
+		for _, q := range []string{t.Queue, t.DeadLetterQueue} {
+			del(func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
+		}
+		del(func(ch *amqp.Channel) error { return ch.ExchangeDelete(t.DeadLetterExchange, false, false) })
+	}
+	del(func(ch *amqp.Channel) error { return ch.ExchangeDelete(exchange, false, false) })
 }
 
 // printDrainSummary prints the medians, the bare baselines' best prefetch and

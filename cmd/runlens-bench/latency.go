@@ -175,7 +175,7 @@ func latency(ctx context.Context, w io.Writer, cfg config, log *slog.Logger) err
 			return err
 		}
 	}
-	defer deleteTopology(ch, exchange, []broker.Topology{topoExp, topoBare})
+	defer deleteTopology(conn, exchange, []broker.Topology{topoExp, topoBare})
 
 	cctx, stopConsumers := context.WithCancel(ctx)
 	defer stopConsumers()

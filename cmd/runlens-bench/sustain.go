@@ -94,7 +94,7 @@ func sustainOnce(ctx context.Context, cfg config, bodies [][]byte, tokens []stri
 	if err := broker.Declare(ch, topo); err != nil {
 		return res, err
 	}
-	defer deleteTopology(ch, exchange, []broker.Topology{topo})
+	defer deleteTopology(conn, exchange, []broker.Topology{topo})
 
 	var consumed atomic.Int64
 	cctx, stopConsumer := context.WithCancel(ctx)
