@@ -48,6 +48,7 @@ type config struct {
 	exchange, queue           string
 	deadLetterExchange, dlq   string
 	prefetch, deliveryLimit   int
+	maxInflightBytes          int64
 	historyStream             string
 	historyReplay, historyAge time.Duration
 	nodeTTL                   time.Duration
@@ -92,7 +93,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	app.Flag("amqp.queue", "Durable quorum queue the exporter consumes; replicas share it as competing consumers.").Default("runlens.exporter").StringVar(&c.queue)
 	app.Flag("amqp.dead-letter-exchange", "Exchange rejected reports are dead-lettered to (default: <queue>.dlx).").StringVar(&c.deadLetterExchange)
 	app.Flag("amqp.dead-letter-queue", "Queue bound to the dead-letter exchange (default: <queue>.dead).").StringVar(&c.dlq)
-	app.Flag("amqp.prefetch", "Unacknowledged deliveries the broker may send ahead (basic.qos).").Default("256").IntVar(&c.prefetch)
+	app.Flag("amqp.prefetch", "Unacknowledged deliveries the broker may send ahead (basic.qos).").Default(fmt.Sprint(broker.DefaultPrefetch)).IntVar(&c.prefetch)
+	app.Flag("amqp.max-inflight-bytes", "Bytes of received deliveries held before the exporter stops reading from the broker until it has handled some (the broker keeps the rest queued).").
+		Default(fmt.Sprint(broker.DefaultMaxInflightBytes)).Int64Var(&c.maxInflightBytes)
 	app.Flag("amqp.delivery-limit", "Deliveries after which the broker dead-letters a message that keeps failing (x-delivery-limit).").Default("20").IntVar(&c.deliveryLimit)
 	app.Flag("history.stream", "Stream of every report, replayed at start so per-node gauges are right at once.").Default("runlens.history").StringVar(&c.historyStream)
 	app.Flag("history.replay", "How far back to replay the history stream at start; 0 disables the replay.").Default("24h").DurationVar(&c.historyReplay)
@@ -133,8 +136,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	if c.ingestSpoolMaxBytes <= 0 || c.ingestPublishTimeout <= 0 {
 		return nil, errors.New("--ingest.spool.max-bytes and --ingest.publish-timeout must be positive")
 	}
-	if c.prefetch < 1 || c.maxBytes < 1 || c.dedupWindow < 1 || c.maxTypes < 1 {
-		return nil, errors.New("--amqp.prefetch, --report.max-bytes, --report.dedup-window and --metrics.max-resource-types must be positive")
+	if c.prefetch < 1 || c.maxInflightBytes < 1 || c.maxBytes < 1 || c.dedupWindow < 1 || c.maxTypes < 1 {
+		return nil, errors.New("--amqp.prefetch, --amqp.max-inflight-bytes, --report.max-bytes, --report.dedup-window and --metrics.max-resource-types must be positive")
 	}
 	if c.maxEnvs < 1 || c.maxNodes < 1 || c.maxRoles < 1 || c.maxRoleBytes < 1 || c.maxRequests < 1 || c.dlqMaxLength < 0 || c.dlqMaxBytes < 0 {
 		return nil, errors.New("--metrics.max-environments, --node.max-nodes, --node.max-roles, --node.max-role-bytes and --web.max-requests must be positive, --amqp.dead-letter-max-length and --amqp.dead-letter-max-bytes at least 0")
@@ -216,6 +219,8 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	consumer := broker.NewConsumer(broker.ConsumerConfig{
 		URL: c.amqpURL, Topology: topo, Prefetch: c.prefetch,
 		ConnectionName: "runlens-exporter", Logger: logger, Prepare: pipeline.Prepare,
+		// At most one report's worth of bytes is decoded at a time.
+		PrepareBytes: c.maxBytes, MaxInflightBytes: c.maxInflightBytes,
 	}, pipeline.Handle)
 	collector.RegisterAMQPUp(reg, consumer.Connected)
 	collector.RegisterDeadLettersDropped(reg, consumer.DeadLettersDropped)
@@ -242,6 +247,12 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 		if err := consumer.Run(ctx); err != nil {
 			errc <- fmt.Errorf("consumer: %w", err)
 		}
+	}()
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		limitMemory(ctx, c, state.Len, logger)
 	}()
 
 	if c.nodeTTL > 0 {

@@ -21,9 +21,14 @@ func TestQuick(t *testing.T) {
 	num := `[0-9]+(\.[0-9]+)?`
 	for _, want := range []string{
 		`== 1\. drain rate`,
-		`(?m)^preloaded 1000 reports \(200 nodes, ` + num + ` KiB average`,
-		`(?m)^  pass 1: bare ` + num + ` msg/s, bare with batched acks ` + num + ` msg/s, exporter ` + num + ` msg/s`,
-		`(?m)^drain rate \(median of 1\) +bare consumer +` + num + ` msg/s +exporter +` + num + ` msg/s +ratio ` + num,
+		`(?m)^-- small: 1000 Chef handler reports, ` + num + ` KiB average, 200 nodes$`,
+		`(?m)^  round 1  exporter +quorum +prefetch 1000 +` + num + ` msg/s$`,
+		`(?m)^  round 1  bare: ack only, no decode +quorum +prefetch 256 +` + num + ` msg/s$`,
+		`(?m)^  small drain, exporter at its default prefetch 1000: ` + num + ` msg/s$`,
+		`(?m)^    vs bare: encoding/json into map\[string\]any +best +` + num + ` msg/s \(prefetch 256\)  ratio ` + num + `  \(target ≥ 0\.90\)$`,
+		`(?m)^    vs bare: report\.Decode, runlens' decoder +best +` + num + ` msg/s \(prefetch 256\)  ratio ` + num,
+		`(?m)^-- large: 20 Chef data collector run_converge messages with a real Ohai node object, ` + num + ` KiB average`,
+		`(?m)^  large drain, exporter at its default prefetch 1000: ` + num + ` msg/s$`,
 
 		`== 2\. sustained throughput: 2 publishers with confirms for 2s`,
 		`published/s\n *= reports confirmed within the window`,

@@ -100,6 +100,12 @@ func validateURL(raw string) error {
 // dial opens an AMQP connection. Unlike amqp.Dial it gives up promptly when
 // ctx is cancelled, also during the TLS and AMQP handshakes.
 func dial(ctx context.Context, rawURL, connName string) (*amqp.Connection, error) {
+	return dialWrapped(ctx, rawURL, connName, nil)
+}
+
+// dialWrapped is dial with the TCP connection wrapped by wrap (if not nil)
+// below TLS and AMQP.
+func dialWrapped(ctx context.Context, rawURL, connName string, wrap func(net.Conn) net.Conn) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(connName)
 
@@ -124,6 +130,9 @@ func dial(ctx context.Context, rawURL, connName string) (*amqp.Connection, error
 			mu.Lock()
 			raw = c
 			mu.Unlock()
+			if wrap != nil {
+				return wrap(c), nil
+			}
 			return c, nil
 		},
 	}

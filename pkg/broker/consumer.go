@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -63,11 +64,20 @@ func IsDeadLetter(err error) (reason string, ok bool) {
 	return "", false
 }
 
+// Consumer defaults, also the exporter's flag defaults.
+const (
+	// DefaultPrefetch is basic.qos's prefetch count.
+	DefaultPrefetch = 1000
+	// DefaultMaxInflightBytes is ConsumerConfig.MaxInflightBytes' default
+	// in the exporter: enough for the prefetch's worth of typical reports.
+	DefaultMaxInflightBytes = 64 << 20
+)
+
 // ConsumerConfig configures a Consumer. Zero fields take defaults.
 type ConsumerConfig struct {
 	URL            string // amqp:// or amqps://; contains the password: only RedactURL(URL) is ever logged
 	Topology       Topology
-	Prefetch       int           // basic.qos; default 256
+	Prefetch       int           // basic.qos; default DefaultPrefetch
 	MinBackoff     time.Duration // reconnect backoff, default 100ms, doubled per failure with jitter, capped at MaxBackoff
 	MaxBackoff     time.Duration // default 30s
 	ConnectionName string        // client property connection_name, default "runlens"
@@ -81,12 +91,29 @@ type ConsumerConfig struct {
 	// concurrent use and must not have side effects: a prepared message may
 	// still be redelivered and prepared again.
 	Prepare func(body []byte) any
+	// PrepareBytes bounds the bodies prepared at the same time: bodies are
+	// prepared in parallel only while they add up to at most this many
+	// bytes, and a larger body is prepared alone, so a burst of large
+	// messages costs one large decode at a time. 0: no bound.
+	PrepareBytes int
+	// MaxInflightBytes bounds the bytes of deliveries the consumer holds:
+	// while the bodies received and not yet handled add up to this many
+	// bytes, the connection reads nothing more from the broker, which keeps
+	// further deliveries queued (see inflight). Memory held by deliveries
+	// stays under MaxInflightBytes plus one message (the one being read
+	// when the budget ran out). 0: no bound but the prefetch.
+	MaxInflightBytes int64
+	// NoDeclare consumes Topology.Queue as it exists, without declaring the
+	// topology (the queue, and the dead-letter exchange messages are
+	// dead-lettered to, must exist): for brokers where runlens may not
+	// configure, and for benchmarks on other queue types.
+	NoDeclare bool
 }
 
 func (c ConsumerConfig) defaults() ConsumerConfig {
 	c.Topology = c.Topology.Defaults()
 	if c.Prefetch <= 0 {
-		c.Prefetch = 256
+		c.Prefetch = DefaultPrefetch
 	}
 	c.MinBackoff, c.MaxBackoff = backoffDefaults(c.MinBackoff, c.MaxBackoff)
 	c.ConnectionName = orDefault(c.ConnectionName, "runlens")
@@ -115,6 +142,7 @@ type Consumer struct {
 	connected  atomic.Bool
 	consuming  atomic.Bool
 	reconnects atomic.Uint64
+	budget     atomic.Pointer[inflight] // the current session's
 	// Dead letters the dead-letter queue refused (full); see handle.
 	deadLettersDropped atomic.Uint64
 
@@ -147,6 +175,14 @@ func (c *Consumer) Consuming() bool { return c.consuming.Load() }
 // that the dead-letter queue refused because it was full
 // (runlens_dead_letters_dropped_total).
 func (c *Consumer) DeadLettersDropped() uint64 { return c.deadLettersDropped.Load() }
+
+// heldBytes is the bytes of deliveries received and not yet handled.
+func (c *Consumer) heldBytes() int64 {
+	if b := c.budget.Load(); b != nil {
+		return b.held.Load()
+	}
+	return 0
+}
 
 // Reconnects returns how many times the consumer connected again after having
 // been connected once.
@@ -216,11 +252,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 // session runs one connection until it fails or ctx is cancelled. It returns
 // how long it consumed and why it ended.
 func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Duration, error) {
-	conn, err := dial(ctx, c.cfg.URL, c.cfg.ConnectionName)
+	budget := newInflight(c.cfg.MaxInflightBytes)
+	c.budget.Store(budget)
+	var wrap func(net.Conn) net.Conn
+	if budget.limit > 0 {
+		wrap = gate(budget)
+	}
+	conn, err := dialWrapped(ctx, c.cfg.URL, c.cfg.ConnectionName, wrap)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
+	// Runs before the close: the close needs the broker's reply read.
+	defer budget.open()
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	if *everConnected {
 		c.reconnects.Add(1)
@@ -229,8 +273,12 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 	c.connected.Store(true)
 	defer c.connected.Store(false)
 
-	ch, err := declareTopology(conn, c.cfg.Topology, c.log)
-	if err != nil {
+	var ch *amqp.Channel
+	if c.cfg.NoDeclare {
+		if ch, err = conn.Channel(); err != nil {
+			return 0, fmt.Errorf("open channel: %w", err)
+		}
+	} else if ch, err = declareTopology(conn, c.cfg.Topology, c.log); err != nil {
 		if isCode(err, amqp.PreconditionFailed) {
 			return 0, &ConfigError{msg: fmt.Sprintf("broker: %v (an entity of that name exists with other settings: delete it or configure another name)", err), err: err}
 		}
@@ -241,8 +289,19 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 	}
 	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
 
-	// Dead-lettered copies go through their own confirm-mode channel.
-	pch, err := conn.Channel()
+	// Dead-lettered copies go through their own confirm-mode channel, on a
+	// connection of their own when the consumer's waits for the inflight
+	// budget: the confirm must not wait behind deliveries.
+	pconn := conn
+	pconnClosed := make(<-chan *amqp.Error)
+	if budget.limit > 0 {
+		if pconn, err = dial(ctx, c.cfg.URL, c.cfg.ConnectionName+"-dead-letter"); err != nil {
+			return 0, err
+		}
+		defer pconn.Close()
+		pconnClosed = pconn.NotifyClose(make(chan *amqp.Error, 1))
+	}
+	pch, err := pconn.Channel()
 	if err != nil {
 		return 0, fmt.Errorf("open channel: %w", err)
 	}
@@ -258,7 +317,7 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 		return 0, fmt.Errorf("basic.consume: %w", err)
 	}
 	// A pump makes the waiting deliveries visible to len() (see pumpDeliveries).
-	deliveries := pumpDeliveries(consumed, c.cfg.Prefetch+1)
+	deliveries := pumpCounted(consumed, c.cfg.Prefetch+1, budget)
 	// Whatever the session leaves unread returns to the queue unacked.
 	defer drainLater(deliveries)
 	c.consuming.Store(true)
@@ -267,7 +326,7 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 	c.log.Info("consuming", "prefetch", c.cfg.Prefetch, "reconnects", c.reconnects.Load())
 
 	s := &consumerSession{c: c, conn: conn, ch: ch, pch: pch, returns: returns, ctx: ctx, hctx: context.WithoutCancel(ctx),
-		prep: preparer{f: c.cfg.Prepare}}
+		prep: preparer{f: c.cfg.Prepare, maxBytes: c.cfg.PrepareBytes}, budget: budget}
 	for {
 		select {
 		case <-ctx.Done():
@@ -282,6 +341,9 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 			// The consuming channel still works: settle what was handled.
 			_ = s.flushAcks()
 			return time.Since(start), closedErr("publishing channel", e)
+		case e := <-pconnClosed:
+			_ = s.flushAcks()
+			return time.Since(start), closedErr("dead-letter connection", e)
 		case d, ok := <-deliveries:
 			if !ok {
 				return time.Since(start), errors.New("delivery channel closed (consumer cancelled by the broker or channel closed)")
@@ -293,6 +355,9 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 					return time.Since(start), err
 				}
 			}
+			// Handled bodies are garbage now: drop the batch's references.
+			clear(batch)
+			clear(prepared)
 		}
 	}
 }
@@ -322,7 +387,8 @@ type consumerSession struct {
 	ackTag     uint64
 	ackPending int
 
-	prep preparer
+	prep   preparer
+	budget *inflight
 }
 
 // prepareBatch bounds how many waiting deliveries are prepared together.
@@ -337,10 +403,19 @@ const prepareBatch = 32
 // must keep reading until the channel closes (see drainLater), so the pump
 // never blocks for good.
 func pumpDeliveries(consumed <-chan amqp.Delivery, size int) chan amqp.Delivery {
+	return pumpCounted(consumed, size, nil)
+}
+
+// pumpCounted is pumpDeliveries counting each delivery against budget (nil:
+// none) as soon as it arrives; the consumer's handle releases it.
+func pumpCounted(consumed <-chan amqp.Delivery, size int, budget *inflight) chan amqp.Delivery {
 	deliveries := make(chan amqp.Delivery, size)
 	go func() {
 		defer close(deliveries)
 		for d := range consumed {
+			if budget != nil {
+				budget.add(len(d.Body))
+			}
 			deliveries <- d
 		}
 	}()
@@ -363,6 +438,7 @@ func drainLater(deliveries <-chan amqp.Delivery) {
 // used by the one goroutine that receives from the pump.
 type preparer struct {
 	f        func(body []byte) any // nil: no preparation, batches of one
+	maxBytes int                   // bodies prepared at once add up to at most this (0: any)
 	batch    []amqp.Delivery
 	prepared []any
 }
@@ -399,12 +475,28 @@ func (p *preparer) prepare(batch []amqp.Delivery) []any {
 	if f == nil {
 		return p.prepared
 	}
+	// Waves of consecutive bodies adding up to at most maxBytes (a larger
+	// body alone), each prepared in parallel.
+	for from := 0; from < len(batch); {
+		to, size := from+1, len(batch[from].Body)
+		for to < len(batch) && (p.maxBytes <= 0 || size+len(batch[to].Body) <= p.maxBytes) {
+			size += len(batch[to].Body)
+			to++
+		}
+		p.prepareWave(batch[from:to], p.prepared[from:to])
+		from = to
+	}
+	return p.prepared
+}
+
+// prepareWave prepares batch into out on up to GOMAXPROCS goroutines.
+func (p *preparer) prepareWave(batch []amqp.Delivery, out []any) {
 	workers := min(len(batch), runtime.GOMAXPROCS(0))
 	if workers <= 1 {
 		for i, d := range batch {
-			p.prepared[i] = f(d.Body)
+			out[i] = p.f(d.Body)
 		}
-		return p.prepared
+		return
 	}
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -412,12 +504,11 @@ func (p *preparer) prepare(batch []amqp.Delivery) []any {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(batch); i += workers {
-				p.prepared[i] = f(batch[i].Body)
+				out[i] = p.f(batch[i].Body)
 			}
 		}()
 	}
 	wg.Wait()
-	return p.prepared
 }
 
 // ackBatch bounds how many handled deliveries wait for one multiple ack.
@@ -445,10 +536,11 @@ func (s *consumerSession) stop(tag string, deliveries <-chan amqp.Delivery) {
 		s.c.log.Warn("stopping: cannot ack handled deliveries; they return to the queue", "err", err)
 		return
 	}
-	if err := s.ch.Cancel(tag, false); err != nil {
-		s.c.log.Warn("basic.cancel failed; unacked messages return to the queue", "err", err)
-		return
-	}
+	// The cancel's reply may wait behind deliveries (the inflight budget),
+	// so deliveries are handled while it is under way; the pump's channel
+	// closes once the broker confirmed the cancel (or the channel closed).
+	cancelled := make(chan error, 1)
+	go func() { cancelled <- s.ch.Cancel(tag, false) }()
 	n := 0
 	for d := range deliveries {
 		var prepared any
@@ -461,6 +553,10 @@ func (s *consumerSession) stop(tag string, deliveries <-chan amqp.Delivery) {
 		}
 		n++
 	}
+	if err := <-cancelled; err != nil {
+		s.c.log.Warn("basic.cancel failed; unacked messages return to the queue", "err", err)
+		return
+	}
 	_ = s.pch.Close()
 	_ = s.ch.Close()
 	s.c.log.Info("consumer stopped", "drained", n)
@@ -470,6 +566,7 @@ func (s *consumerSession) stop(tag string, deliveries <-chan amqp.Delivery) {
 // already waiting, so a successful ack may wait for the batch. An error
 // means the channel is unusable and the session must end.
 func (s *consumerSession) handle(d amqp.Delivery, prepared any, more bool) error {
+	defer s.budget.release(len(d.Body))
 	c := s.c
 	m := Message{Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Timestamp: d.Timestamp, Offset: -1, Prepared: prepared}
 	herr := c.h(s.hctx, m)

@@ -16,6 +16,7 @@ func BenchmarkDecode(b *testing.B) {
 		{"chef_data_collector_261KB", "chef", "01-run_converge-ubuntu-success-92res.json"},
 		{"chef_data_collector_308KB", "chef", "03-run_converge-two-roles-success-129res.json"},
 		{"chef_handler", "chef", "07-handler-payload-success-RECONSTRUCTED.json"},
+		{"chef_handler_1.4KB", "chef", "08-handler-payload-failure-RECONSTRUCTED.json"},
 		{"salt", "salt", "02-ret-state.apply-failure-one-state-false.json"},
 	} {
 		body, err := os.ReadFile(fixtures.Dir(b, c.dir, c.file))

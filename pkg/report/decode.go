@@ -9,8 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	gojson "github.com/goccy/go-json"
+	"unsafe"
 )
 
 // DefaultMaxBytes is the default message size limit (8 MiB). Real reports
@@ -30,14 +29,13 @@ type Decoder struct {
 	// result; Now may be nil.
 	Now func() time.Time
 
-	// stdOnly decodes with encoding/json alone: the reference the fast
-	// path is tested against.
+	// stdOnly decodes with encoding/json alone: the reference the
+	// single-pass decoder is tested against.
 	stdOnly bool
 }
 
-// unmarshalFast decodes with goccy/go-json. Callers keep encoding/json's
-// verdict wherever it matters: see Decoder.decode.
-func unmarshalFast(b []byte, v any) error { return gojson.Unmarshal(b, v) }
+// envelopePlan is the single-pass decoder's plan for envelope.
+var envelopePlan = planFor(reflect.TypeFor[envelope]())
 
 // Decode is Decoder{}.Decode.
 func Decode(body []byte) (*Run, error) { return Decoder{}.Decode(body) }
@@ -82,18 +80,15 @@ func (d Decoder) decode(body []byte) (*Run, *Rejected) {
 
 	// One pass over the message: every top-level field of every format
 	// lands in one struct, and whatever it does not name (the large Ohai
-	// `node` attributes, resource before/after states) is only scanned.
-	//
-	// goccy/go-json decodes runlens' messages 2-3 times faster than
-	// encoding/json, and decoding is most of the exporter's work per
-	// message. It is more lenient than the JSON spec (it takes raw control
-	// characters inside strings, for one), so the message is first checked
-	// with encoding/json's validator: runlens accepts JSON, not whatever one
-	// decoder happens to take. A message either refuses is decoded again by
-	// encoding/json, whose verdict and reason stand. FuzzFastMatchesStd
-	// checks that both paths give the same Run or the same rejection.
+	// `node` attributes, resource before/after states) is validated while
+	// it is skipped, never built (jsonplan.go). The single-pass decoder
+	// accepts exactly what encoding/json accepts; wherever it would have to
+	// reproduce more than the common case (any error, a field sent twice)
+	// it gives up and encoding/json decodes the message, so every
+	// rejection reason is encoding/json's. FuzzFastMatchesStd checks that
+	// both paths give the same Run or the same rejection.
 	var env envelope
-	if !d.stdOnly && json.Valid(body) && unmarshalFast(body, &env) == nil {
+	if !d.stdOnly && fastUnmarshal(body, envelopePlan, unsafe.Pointer(&env)) {
 		env.fast = true
 		return decodeEnvelope(&env)
 	}

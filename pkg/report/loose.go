@@ -35,14 +35,10 @@ func (s *looseString) UnmarshalJSON(b []byte) error {
 		*s = looseString(unquote(b))
 	case 'n', '{':
 	case '[':
-		var items []json.RawMessage
-		if json.Unmarshal(b, &items) != nil {
-			return nil
-		}
 		var sb strings.Builder
-		for _, it := range items {
-			if len(it) == 0 || it[0] == '[' || it[0] == '{' || it[0] == 'n' {
-				continue
+		ok := eachElement(b, func(it []byte) {
+			if it[0] == '[' || it[0] == '{' || it[0] == 'n' {
+				return
 			}
 			if sb.Len() > 0 {
 				sb.WriteString(", ")
@@ -52,8 +48,10 @@ func (s *looseString) UnmarshalJSON(b []byte) error {
 			} else {
 				sb.Write(it)
 			}
+		})
+		if ok {
+			*s = looseString(sb.String())
 		}
-		*s = looseString(sb.String())
 	default: // number, true, false
 		*s = looseString(b)
 	}
@@ -91,11 +89,19 @@ func (l *looseList) UnmarshalJSON(b []byte) error {
 	}
 	switch b[0] {
 	case '[':
-		items := []looseString{}
-		if json.Unmarshal(b, &items) != nil {
-			return nil
+		items := make([]looseString, 0, 4)
+		ok := eachElementPlain(b, func(it []byte, plain bool) {
+			var s looseString
+			if plain {
+				s = looseString(it[1 : len(it)-1]) // what UnmarshalJSON makes of it
+			} else {
+				_ = s.UnmarshalJSON(it)
+			}
+			items = append(items, s)
+		})
+		if ok {
+			*l = items
 		}
-		*l = items
 	case 'n', '{':
 	default:
 		var s looseString
