@@ -1,0 +1,498 @@
+// Package changeset groups configuration-management runs into change sets: a
+// roll-out is one change, not hundreds of runs. Runs in one environment, on
+// nodes of one role, that changed the same resources (the set of
+// `type[name]`), each starting within a gap of the set's previous run, form
+// one set. A set knows its waves, its nodes and its resources, and a set
+// that changes the same resources on the same nodes again later (a
+// roll-back, or a fix rolled forward: the resource names cannot tell them
+// apart) names the set it undoes.
+//
+// Grouping is pure: runs in, sets out, no I/O and no clock.
+package changeset
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/runlens/runlens/pkg/report"
+)
+
+// DefaultGap is the gap that splits change sets when Options.Gap is zero:
+// a run starting more than this after the set's previous run ended starts a
+// new set.
+const DefaultGap = 30 * time.Minute
+
+// Options of Group. The zero value uses the defaults.
+type Options struct {
+	// Gap: a run joins a set only if it starts at most Gap after the end
+	// of the set's latest run. Default DefaultGap.
+	Gap time.Duration
+	// RoleFilter, when set, restricts the roles a run can be assigned to
+	// (the query's role filter); a run none of whose roles pass is
+	// assigned to no role ("").
+	RoleFilter func(role string) bool
+	// RoleNodes is how many nodes carry each role, to pick a multi-role
+	// node's most specific role (see Group). Nil counts the distinct nodes
+	// of the runs given to Group.
+	RoleNodes map[string]int
+}
+
+func (o Options) gap() time.Duration {
+	if o.Gap <= 0 {
+		return DefaultGap
+	}
+	return o.Gap
+}
+
+// Status of a set: every run succeeded, every run failed, or some failed.
+const (
+	StatusSuccess = "success"
+	StatusFailure = "failure"
+	StatusPartial = "partial"
+)
+
+// Wave is a batch of a set's runs: runs whose starts follow each other
+// closely (see Group for the rule).
+type Wave struct {
+	Start, End time.Time // first start, last end
+	Nodes      []string  // sorted, distinct
+	Runs       int
+}
+
+// Set is one change set.
+type Set struct {
+	// ID identifies the set: a hash of its environment, role, resources,
+	// first start and first node, so the same runs give the same ID in
+	// every query.
+	ID          string
+	Environment string
+	Role        string
+	// Resources are the `type[name]` the set's runs changed, sorted. A
+	// failed run inside the set may have changed only some of them.
+	Resources []string
+	// Runs sorted by start (then node).
+	Runs  []*report.Run
+	Nodes []string // sorted, distinct
+	Waves []Wave   // in time order; at least one
+	// Start is the first run's start, End the latest run end.
+	Start, End time.Time
+	Failed     int // runs that failed
+	// Undoes is the ID of the earlier set this one changes again (a
+	// roll-back or a fix); UndoneBy the ID of the first later set that
+	// undoes this one; "" for none. UndoneAt is that set's start.
+	Undoes, UndoneBy string
+	UndoneAt         time.Time
+}
+
+// Status is StatusSuccess, StatusFailure or StatusPartial.
+func (s *Set) Status() string {
+	switch s.Failed {
+	case 0:
+		return StatusSuccess
+	case len(s.Runs):
+		return StatusFailure
+	}
+	return StatusPartial
+}
+
+// RunStart is the run's start, or its end when the report gave no start.
+func RunStart(r *report.Run) time.Time {
+	if r.Start.IsZero() || r.Start.After(r.End) {
+		return r.End
+	}
+	return r.Start
+}
+
+// runInfo is a run prepared for grouping.
+type runInfo struct {
+	run        *report.Run
+	start      time.Time
+	role       string
+	upd, fail  []string // sorted, distinct type[name]
+	key        string   // resources key: upd ∪ fail, and the counts
+	res        []string // upd ∪ fail, sorted
+	failed     bool
+	updatedCnt int
+}
+
+// resourceKey identifies a resource list. The counts are part of it: the
+// reports list at most report.MaxListedResources by name.
+func resourceKey(res []string, count int) string {
+	return strconv.Itoa(count) + "\x00" + strings.Join(res, "\x00")
+}
+
+func names(rs []report.Resource) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.String()
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// builder is a set being built.
+type builder struct {
+	set      *Set
+	infos    []*runInfo
+	key      string
+	res      map[string]bool
+	resList  []string
+	success  bool            // has a successful run
+	done     map[string]bool // nodes with a successful run in the set
+	lastFail map[string]bool // nodes whose latest run in the set failed
+	lastEnd  time.Time
+	order    int // creation order: the oldest set wins ties
+}
+
+func (b *builder) setResources(list []string, key string) {
+	b.resList, b.key = list, key
+	b.res = make(map[string]bool, len(list))
+	for _, r := range list {
+		b.res[r] = true
+	}
+}
+
+func (b *builder) add(ri *runInfo) {
+	b.infos = append(b.infos, ri)
+	n := ri.run.Node
+	if ri.failed {
+		b.lastFail[n] = true
+	} else {
+		b.success = true
+		b.done[n] = true
+		delete(b.lastFail, n)
+	}
+	if ri.run.End.After(b.lastEnd) {
+		b.lastEnd = ri.run.End
+	}
+}
+
+// subset reports whether every element of a is in b.
+func subset(a []string, b map[string]bool) bool {
+	for _, x := range a {
+		if !b[x] {
+			return false
+		}
+	}
+	return true
+}
+
+// touched is how many of the set's resources a run changed or failed on.
+func touched(ri *runInfo, res map[string]bool) int {
+	n := len(ri.upd)
+	for _, f := range ri.fail {
+		if res[f] {
+			n++
+		}
+	}
+	return n
+}
+
+type groupKey struct{ env, role string }
+
+// Group forms the change sets of runs (any order; every run should be a
+// change: it changed something or failed). The result is sorted by start,
+// then ID.
+//
+// Rules, applied to the runs in start order:
+//
+//   - Role: a run belongs to one role. A node with several roles (Chef's
+//     `base` plus `web`) counts toward its most specific role: the one, among
+//     its roles that pass Options.RoleFilter, carried by the fewest nodes
+//     (Options.RoleNodes); ties go to the role listed last (Chef lists a
+//     run list's roles in order, the shared base role usually first).
+//   - A successful run joins the oldest open set of its environment and
+//     role with exactly its resources, unless its node already changed them
+//     successfully in that set: a node changing the same resources again
+//     starts a new set (which then undoes the first, see below). A set is
+//     open while the run starts at most Gap after the set's latest end.
+//   - A failed run stops part way (Chef stops at the failing resource), so
+//     it joins the open set whose resources include everything it changed
+//     and at least one of what it changed or failed on, preferring an exact
+//     match, then the most resources in common. A node's successful retry
+//     after a failed run in a set joins that set when what it changed is
+//     among the set's resources. A set started by failed runs takes the
+//     resources of its first successful run, if every run so far fits them.
+//   - Waves: the runs sorted by start split where the pause between two
+//     starts exceeds 4 times the median pause, but never less than Gap/60
+//     (30 s by default) nor more than Gap/6 (5 min).
+//   - Undoes: a set undoes the latest earlier set of the same environment,
+//     role and resources that holds at least half of its nodes.
+func Group(runs []*report.Run, o Options) []*Set {
+	gap := o.gap()
+	sizes := o.RoleNodes
+	if sizes == nil {
+		sizes = countRoleNodes(runs)
+	}
+	infos := make([]*runInfo, len(runs))
+	for i, r := range runs {
+		ri := &runInfo{run: r, start: RunStart(r), role: pickRole(r, o.RoleFilter, sizes),
+			upd: names(r.Updated), fail: names(r.Failed), failed: r.Status == report.StatusFailure, updatedCnt: r.UpdatedCount}
+		ri.res = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(ri.upd), ri.fail...))))
+		ri.key = resourceKey(ri.res, ri.updatedCnt+len(ri.fail))
+		infos[i] = ri
+	}
+	slices.SortFunc(infos, func(a, b *runInfo) int {
+		return cmp.Or(a.start.Compare(b.start), a.run.End.Compare(b.run.End),
+			strings.Compare(a.run.Node, b.run.Node), strings.Compare(a.key, b.key))
+	})
+
+	type group struct {
+		open  []*builder
+		byKey map[string][]*builder
+	}
+	groups := map[groupKey]*group{}
+	var all []*builder
+	for _, ri := range infos {
+		gk := groupKey{ri.run.Environment, ri.role}
+		g := groups[gk]
+		if g == nil {
+			g = &group{byKey: map[string][]*builder{}}
+			groups[gk] = g
+		}
+		// Drop the sets this run is too late for: runs come in start
+		// order, so they stay closed.
+		g.open = slices.DeleteFunc(g.open, func(b *builder) bool {
+			if ri.start.Sub(b.lastEnd) > gap {
+				list := g.byKey[b.key]
+				list = slices.DeleteFunc(list, func(x *builder) bool { return x == b })
+				if len(list) == 0 {
+					delete(g.byKey, b.key)
+				} else {
+					g.byKey[b.key] = list
+				}
+				return true
+			}
+			return false
+		})
+		b := pick(g.open, g.byKey[ri.key], ri)
+		if b == nil {
+			b = &builder{set: &Set{Environment: ri.run.Environment, Role: ri.role}, done: map[string]bool{},
+				lastFail: map[string]bool{}, order: len(all)}
+			b.setResources(ri.res, ri.key)
+			g.open = append(g.open, b)
+			g.byKey[b.key] = append(g.byKey[b.key], b)
+			all = append(all, b)
+		} else if !ri.failed && !b.success && b.key != ri.key && adopts(b, ri) {
+			// The first successful run of a set of failed runs names
+			// its resources.
+			list := slices.DeleteFunc(g.byKey[b.key], func(x *builder) bool { return x == b })
+			if len(list) == 0 {
+				delete(g.byKey, b.key)
+			} else {
+				g.byKey[b.key] = list
+			}
+			b.setResources(ri.res, ri.key)
+			g.byKey[b.key] = append(g.byKey[b.key], b)
+		}
+		b.add(ri)
+	}
+
+	sets := make([]*Set, len(all))
+	for i, b := range all {
+		sets[i] = b.finish(gap)
+	}
+	slices.SortFunc(sets, func(a, b *Set) int { return cmp.Or(a.Start.Compare(b.Start), strings.Compare(a.ID, b.ID)) })
+	linkUndoes(sets)
+	return sets
+}
+
+// pick chooses the open set a run joins, nil for a new one. exact lists the
+// open sets with the run's own resources key.
+func pick(open, exact []*builder, ri *runInfo) *builder {
+	node := ri.run.Node
+	var best *builder
+	for _, b := range exact {
+		if !b.done[node] && (best == nil || b.order < best.order) {
+			best = b
+		}
+	}
+	if best != nil {
+		return best
+	}
+	bestTouch := 0
+	for _, b := range open {
+		if b.done[node] {
+			continue
+		}
+		ok := false
+		switch {
+		case ri.failed:
+			ok = subset(ri.upd, b.res) && touched(ri, b.res) > 0
+		case b.lastFail[node]:
+			// A retry completing a failed run's change.
+			ok = len(ri.upd) > 0 && subset(ri.upd, b.res)
+		case !b.success:
+			ok = adopts(b, ri)
+		}
+		if !ok {
+			continue
+		}
+		t := touched(ri, b.res)
+		if best == nil || t > bestTouch || t == bestTouch && b.order < best.order {
+			best, bestTouch = b, t
+		}
+	}
+	return best
+}
+
+// adopts reports whether a set of failed runs fits the resources of the
+// successful run ri: each run changed only resources of ri, and changed or
+// failed on at least one.
+func adopts(b *builder, ri *runInfo) bool {
+	res := make(map[string]bool, len(ri.res))
+	for _, r := range ri.res {
+		res[r] = true
+	}
+	for _, x := range b.infos {
+		if !subset(x.upd, res) || touched(x, res) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *builder) finish(gap time.Duration) *Set {
+	s := b.set
+	s.Resources = b.resList
+	slices.SortStableFunc(b.infos, func(x, y *runInfo) int {
+		return cmp.Or(x.start.Compare(y.start), strings.Compare(x.run.Node, y.run.Node))
+	})
+	s.Runs = make([]*report.Run, len(b.infos))
+	nodes := make([]string, 0, len(b.infos))
+	for i, ri := range b.infos {
+		s.Runs[i] = ri.run
+		nodes = append(nodes, ri.run.Node)
+		if ri.failed {
+			s.Failed++
+		}
+	}
+	slices.Sort(nodes)
+	s.Nodes = slices.Compact(nodes)
+	s.Start, s.End = b.infos[0].start, b.lastEnd
+	s.Waves = waves(b.infos, gap)
+	h := sha256.New()
+	for _, part := range []string{s.Environment, s.Role, b.key, strconv.FormatInt(s.Start.UnixNano(), 10), b.infos[0].run.Node} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	s.ID = hex.EncodeToString(h.Sum(nil)[:6])
+	return s
+}
+
+// waves splits runs (sorted by start) where a pause between starts is long
+// (see Group).
+func waves(infos []*runInfo, gap time.Duration) []Wave {
+	pause := gap / 6
+	if len(infos) > 2 {
+		pauses := make([]time.Duration, len(infos)-1)
+		for i := 1; i < len(infos); i++ {
+			pauses[i-1] = infos[i].start.Sub(infos[i-1].start)
+		}
+		slices.Sort(pauses)
+		pause = min(max(4*pauses[len(pauses)/2], gap/60), gap/6)
+	}
+	var out []Wave
+	var nodes []string
+	flush := func(w Wave) {
+		slices.Sort(nodes)
+		w.Nodes = slices.Clone(slices.Compact(nodes))
+		out = append(out, w)
+		nodes = nodes[:0]
+	}
+	w := Wave{Start: infos[0].start}
+	for i, ri := range infos {
+		if i > 0 && ri.start.Sub(infos[i-1].start) > pause {
+			flush(w)
+			w = Wave{Start: ri.start}
+		}
+		w.Runs++
+		nodes = append(nodes, ri.run.Node)
+		if ri.run.End.After(w.End) {
+			w.End = ri.run.End
+		}
+	}
+	flush(w)
+	return out
+}
+
+// linkUndoes sets Undoes / UndoneBy (sets sorted by start).
+func linkUndoes(sets []*Set) {
+	type key struct{ env, role, res string }
+	prev := map[key][]*Set{}
+	for _, s := range sets {
+		k := key{s.Environment, s.Role, strings.Join(s.Resources, "\x00")}
+		earlier := prev[k]
+		for i := len(earlier) - 1; i >= 0; i-- {
+			e := earlier[i]
+			if !e.Start.Before(s.Start) {
+				continue
+			}
+			if common(s.Nodes, e.Nodes)*2 >= len(s.Nodes) {
+				s.Undoes = e.ID
+				if e.UndoneBy == "" {
+					e.UndoneBy, e.UndoneAt = s.ID, s.Start
+				}
+				break
+			}
+		}
+		prev[k] = append(prev[k], s)
+	}
+}
+
+// common counts the elements two sorted lists share.
+func common(a, b []string) int {
+	n, i, j := 0, 0, 0
+	for i < len(a) && j < len(b) {
+		switch c := strings.Compare(a[i], b[j]); {
+		case c == 0:
+			n++
+			i++
+			j++
+		case c < 0:
+			i++
+		default:
+			j++
+		}
+	}
+	return n
+}
+
+// pickRole is the run's most specific role (see Group).
+func pickRole(r *report.Run, filter func(string) bool, sizes map[string]int) string {
+	best, bestN := "", -1
+	for _, role := range r.Roles {
+		if filter != nil && !filter(role) {
+			continue
+		}
+		if n := sizes[role]; bestN < 0 || n <= bestN {
+			best, bestN = role, n
+		}
+	}
+	return best
+}
+
+// countRoleNodes counts the distinct nodes carrying each role.
+func countRoleNodes(runs []*report.Run) map[string]int {
+	seen := map[[2]string]bool{}
+	out := map[string]int{}
+	for _, r := range runs {
+		for _, role := range r.Roles {
+			k := [2]string{role, r.Node}
+			if !seen[k] {
+				seen[k] = true
+				out[role]++
+			}
+		}
+	}
+	return out
+}
+
+// RoleNodes counts the distinct nodes carrying each role among runs: the
+// Options.RoleNodes of a fleet whose runs these are.
+func RoleNodes(runs []*report.Run) map[string]int { return countRoleNodes(runs) }
