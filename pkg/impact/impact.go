@@ -1,0 +1,345 @@
+// Package impact scores change sets by what they did to a service's error
+// signal: the level before the set's first wave against the level after
+// each wave, in units of the baseline's noise (a robust z-score: median and
+// median absolute deviation). It is fed with series values (the impact
+// query's range query, one per environment and role) and does no I/O.
+//
+// The score of a set is
+//
+//	score = z × shape × timing        (z > 0; otherwise score = z)
+//
+//   - z = (after − before) / noise. before is the median of the signal over
+//     the Window before the first wave; after the median over the Window
+//     after the last wave's end, and no higher than the median of that
+//     window's second half, so a short spike scores low and only a
+//     sustained rise scores high. noise is the spread of the 4 Windows before
+//     the first wave: the larger of 1.4826 × their median absolute deviation
+//     and 1.2533 × their mean absolute deviation (which stays above zero
+//     when most points are equal, as a service with rare errors gives), and
+//     at least 1 % of before.
+//   - shape, in [0.5, 1.5] (1 for a single wave): 1 + ½ × the correlation
+//     between the share of the set's nodes reached after each wave and the
+//     level measured after it (from the end of the wave to the start of the
+//     next). A rise that grows with the waves is strong evidence.
+//   - timing, in [0.3, 1]: when the rise began (the onset: the first point
+//     of the excursion above before + noise that reaches before + 3 noise).
+//     1 when it began within lag (Window/3) of the start of a wave; decaying
+//     as exp(−delay/lag) past that; 0.3 when it began before the set did
+//     (the set cannot be its cause).
+//
+// Measurement stops at Change.Until (the start of the set that undoes this
+// one: what happens after a roll-back is the roll-back's doing) and at
+// Options.Now.
+package impact
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/runlens/runlens/pkg/changeset"
+)
+
+// Series is a signal over time, sorted by time, without NaNs.
+type Series struct {
+	T []int64 // Unix milliseconds
+	V []float64
+}
+
+// Builder collects points in any order; several points at one instant (a
+// template that returns several series) keep the largest.
+type Builder struct{ t []int64; v []float64 }
+
+// Add adds a point; NaN and infinite values are dropped.
+func (b *Builder) Add(ms int64, v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	b.t = append(b.t, ms)
+	b.v = append(b.v, v)
+}
+
+// Series sorts the points and merges equal instants.
+func (b *Builder) Series() Series {
+	idx := make([]int, len(b.t))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(x, y int) int {
+		if b.t[x] != b.t[y] {
+			if b.t[x] < b.t[y] {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	var s Series
+	for _, i := range idx {
+		if n := len(s.T); n > 0 && s.T[n-1] == b.t[i] {
+			s.V[n-1] = max(s.V[n-1], b.v[i])
+			continue
+		}
+		s.T = append(s.T, b.t[i])
+		s.V = append(s.V, b.v[i])
+	}
+	return s
+}
+
+// Len is the number of points.
+func (s Series) Len() int { return len(s.T) }
+
+// span returns the index range of the points in [from, to).
+func (s Series) span(from, to time.Time) (lo, hi int) {
+	f, t := from.UnixMilli(), to.UnixMilli()
+	lo, _ = slices.BinarySearch(s.T, f)
+	hi, _ = slices.BinarySearch(s.T, t)
+	return lo, max(lo, hi)
+}
+
+// Options of Score.
+type Options struct {
+	// Window is how long after a set's last wave its effect is measured,
+	// and how long before its first wave the level it is compared with.
+	Window time.Duration
+	// Now is the latest instant measured.
+	Now time.Time
+}
+
+// Change is what Score measures: a change set's waves, and when
+// measurement stops.
+type Change struct {
+	Waves []changeset.Wave
+	// Until, if not zero, stops measurement (the start of the set that
+	// undoes this one).
+	Until time.Time
+}
+
+// Result is a set's score and how it came about.
+type Result struct {
+	// Evaluated is false when the signal had too few points around the
+	// set; Reason says why, and the other fields are zero.
+	Evaluated bool
+	Reason    string
+
+	Before, After, Noise float64
+	Z                    float64
+	Shape, Timing        float64
+	Score                float64
+	// Levels are the levels after each measured wave (the last is After),
+	// Shares the share of the set's nodes reached by then.
+	Levels, Shares []float64
+	// Waves is how many waves the set has (Levels may hold fewer when
+	// measurement stopped early).
+	Waves int
+	// Onset is when the rise began (zero: no rise past 3 noise). Delay is
+	// how long after the start of wave OnsetWave (from 0) it began, the
+	// wave it lines up with best; negative: it began before the set.
+	Onset     time.Time
+	Delay     time.Duration
+	OnsetWave int
+	// CutBy says why the last window is shorter than Window: "roll-back"
+	// (Change.Until) or "now"; "" when it is whole.
+	CutBy string
+	// Current is the signal's latest value; Recovered says it is back
+	// within 3 noise of Before (the phase-2 highlight clears then).
+	Current   float64
+	Recovered bool
+}
+
+const (
+	noiseWindows   = 4
+	minNoisePoints = 3
+	madScale       = 1.4826 // MAD → standard deviation of a normal
+	meanAbsScale   = 1.2533 // mean absolute deviation → standard deviation
+	minTiming      = 0.3
+)
+
+// Score measures one change against the signal s.
+func Score(c Change, s Series, o Options) Result {
+	if len(c.Waves) == 0 {
+		return Result{Reason: "the set has no runs"}
+	}
+	w := o.Window
+	t0 := c.Waves[0].Start
+	lo, hi := s.span(t0.Add(-noiseWindows*w), t0)
+	if hi-lo < minNoisePoints {
+		return Result{Reason: "no data before the change"}
+	}
+	noiseVals := slices.Clone(s.V[lo:hi])
+	noiseMed := median(noiseVals)
+	blo, bhi := s.span(t0.Add(-w), t0)
+	before := noiseMed
+	if bhi-blo >= 2 {
+		before = median(slices.Clone(s.V[blo:bhi]))
+	}
+	noise := max(madScale*mad(noiseVals, noiseMed), meanAbsScale*meanAbsDev(s.V[lo:hi], noiseMed), 0.01*math.Abs(before), 1e-12)
+
+	horizon, cutBy := o.Now, "now"
+	if !c.Until.IsZero() && c.Until.Before(horizon) {
+		horizon, cutBy = c.Until, "roll-back"
+	}
+	total := 0
+	for _, wv := range c.Waves {
+		total += len(wv.Nodes)
+	}
+	res := Result{Evaluated: true, Before: before, Noise: noise, Waves: len(c.Waves)}
+	reached := 0
+	var lastLo, lastHi int
+	lastCut := ""
+	for k, wv := range c.Waves {
+		from := wv.End
+		to := wv.End.Add(w)
+		if k+1 < len(c.Waves) {
+			to = c.Waves[k+1].Start
+		}
+		if !from.Before(horizon) {
+			break
+		}
+		cut := ""
+		if to.After(horizon) {
+			to, cut = horizon, cutBy
+		}
+		l, h := s.span(from, to)
+		if l == h {
+			// A window shorter than the step: the next point, if it
+			// comes before the horizon.
+			if l >= len(s.T) || s.T[l] >= horizon.UnixMilli() {
+				break
+			}
+			h = l + 1
+		}
+		reached += len(wv.Nodes)
+		res.Levels = append(res.Levels, median(slices.Clone(s.V[l:h])))
+		res.Shares = append(res.Shares, float64(reached)/float64(max(total, 1)))
+		lastLo, lastHi, lastCut = l, h, cut
+	}
+	if len(res.Levels) == 0 {
+		return Result{Reason: "no data after the change yet"}
+	}
+	res.CutBy = lastCut
+	res.After = res.Levels[len(res.Levels)-1]
+	z := (res.After - before) / noise
+	if n := lastHi - lastLo; n >= 4 && z > 0 {
+		tail := median(slices.Clone(s.V[lastLo+n/2 : lastHi]))
+		z = min(z, (tail-before)/noise)
+	}
+	res.Z = z
+	res.Shape = shape(before, res.Levels, res.Shares)
+	res.Timing = 1
+	if z > 0 {
+		res.Onset, res.Delay, res.OnsetWave, res.Timing = timing(c.Waves, s, before, noise, w, s.T[lastHi-1])
+		res.Score = z * res.Shape * res.Timing
+	} else {
+		res.Score = z
+	}
+	if n := len(s.T); n > 0 {
+		res.Current = s.V[n-1]
+		res.Recovered = res.Current <= before+3*noise
+	}
+	return res
+}
+
+// shape is 1 + ½ × the correlation of the levels with the share of nodes
+// reached (the level before counting as share 0); 1 for fewer than 2
+// waves.
+func shape(before float64, levels, shares []float64) float64 {
+	if len(levels) < 2 {
+		return 1
+	}
+	x := append([]float64{0}, shares...)
+	y := append([]float64{before}, levels...)
+	return 1 + 0.5*correlation(x, y)
+}
+
+// timing finds the onset of the rise and how well it lines up with a wave.
+// lastMs is the last point measured.
+func timing(waves []changeset.Wave, s Series, before, noise float64, w time.Duration, lastMs int64) (time.Time, time.Duration, int, float64) {
+	t0 := waves[0].Start
+	hiT, loT := before+3*noise, before+noise
+	i, _ := slices.BinarySearch(s.T, t0.UnixMilli())
+	j := -1
+	for ; i < len(s.T) && s.T[i] <= lastMs; i++ {
+		if s.V[i] > hiT && (i+1 >= len(s.T) || s.V[i+1] > hiT) {
+			j = i
+			break
+		}
+	}
+	if j < 0 {
+		return time.Time{}, 0, 0, 1
+	}
+	earliest := t0.Add(-w).UnixMilli()
+	for j > 0 && s.T[j-1] >= earliest && s.V[j-1] > loT {
+		j--
+	}
+	onset := time.UnixMilli(s.T[j])
+	step := time.Minute
+	if len(s.T) > 1 {
+		step = max(step, 2*time.Duration(s.T[1]-s.T[0])*time.Millisecond)
+	}
+	if onset.Before(t0.Add(-step)) {
+		return onset, onset.Sub(t0), 0, minTiming
+	}
+	lag := max(w/3, step)
+	delay := time.Duration(math.MaxInt64)
+	var since time.Duration
+	wave := 0
+	for k, wv := range waves {
+		if wv.Start.After(onset.Add(step)) {
+			break
+		}
+		d := max(0, onset.Sub(wv.Start)-lag)
+		if d < delay {
+			delay, since, wave = d, onset.Sub(wv.Start), k
+		}
+	}
+	return onset, since, wave, max(minTiming, math.Exp(-float64(delay)/float64(lag)))
+}
+
+// median of v (reordered in place).
+func median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// mad is the median absolute deviation of v around m (v is overwritten).
+func mad(v []float64, m float64) float64 {
+	for i := range v {
+		v[i] = math.Abs(v[i] - m)
+	}
+	return median(v)
+}
+
+func meanAbsDev(v []float64, m float64) float64 {
+	sum := 0.0
+	for _, x := range v {
+		sum += math.Abs(x - m)
+	}
+	return sum / float64(len(v))
+}
+
+// correlation is Pearson's r, 0 when either side is constant.
+func correlation(x, y []float64) float64 {
+	n := float64(len(x))
+	var mx, my float64
+	for i := range x {
+		mx += x[i]
+		my += y[i]
+	}
+	mx, my = mx/n, my/n
+	var sxy, sxx, syy float64
+	for i := range x {
+		dx, dy := x[i]-mx, y[i]-my
+		sxy += dx * dy
+		sxx += dx * dx
+		syy += dy * dy
+	}
+	if sxx == 0 || syy == 0 {
+		return 0
+	}
+	return sxy / math.Sqrt(sxx*syy)
+}
