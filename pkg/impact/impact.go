@@ -6,26 +6,28 @@
 //
 // The score of a set is
 //
-//		score = z × shape × timing        (z > 0; otherwise score = z)
+//	score = z × shape × timing        (z > 0; otherwise score = z)
 //
-//	  - z = (after − before) / noise. before is the median of the signal over
-//	    the Window before the first wave; after the median over the Window
-//	    after the last wave's end, and no higher than the median of that
-//	    window's second half, so a short spike scores low and only a
-//	    sustained rise scores high. noise is the spread of the 4 Windows before
-//	    the first wave: the larger of 1.4826 × their median absolute deviation
-//	    and 1.2533 × their mean absolute deviation (which stays above zero
-//	    when most points are equal, as a service with rare errors gives), and
-//	    at least 1 % of before.
-//	  - shape, in [0.5, 1.5] (1 for a single wave): 1 + ½ × the correlation
-//	    between the share of the set's nodes reached after each wave and the
-//	    level measured after it (from the end of the wave to the start of the
-//	    next). A rise that grows with the waves is strong evidence.
-//	  - timing, in [0.3, 1]: when the rise began (the onset: the first point
-//	    of the excursion above before + noise that reaches before + 3 noise).
-//	    1 when it began within lag (Window/3) of the start of a wave; decaying
-//	    as exp(−delay/lag) past that; 0.3 when it began before the set did
-//	    (the set cannot be its cause).
+// where:
+//
+//   - z = (after − before) / noise. before is the median of the signal over
+//     the Window before the first wave; after the median over the Window
+//     after the last wave's end, and no higher than the median of that
+//     window's second half, so a short spike scores low and only a
+//     sustained rise scores high. noise is the spread of the 4 Windows before
+//     the first wave: the larger of 1.4826 × their median absolute deviation
+//     and 1.2533 × their mean absolute deviation (which stays above zero
+//     when most points are equal, as a service with rare errors gives), and
+//     at least 1 % of before.
+//   - shape, in [0.5, 1.5] (1 for a single wave): 1 + ½ × the correlation
+//     between the share of the set's nodes reached after each wave and the
+//     level measured after it (from the end of the wave to the start of the
+//     next). A rise that grows with the waves is strong evidence.
+//   - timing, in [0.3, 1]: when the rise began (the onset: the first point
+//     of the excursion above before + noise that reaches before + 3 noise).
+//     1 when it began within lag (Window/3) of the start of a wave; decaying
+//     as exp(−delay/lag) past that; 0.3 when it began before the set did
+//     (the set cannot be its cause).
 //
 // Measurement stops at Change.Until (the start of the set that undoes this
 // one: what happens after a roll-back is the roll-back's doing) and at
