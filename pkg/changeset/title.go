@@ -8,14 +8,11 @@ import (
 // titleResources is how many resources a title names.
 const titleResources = 2
 
-// ResourcesLabel names the first resources of the set: "a, b and 3 more".
+// ResourcesLabel names the first resources of the set: "a, b and 3 more";
+// "" when the reports named none.
 func (s *Set) ResourcesLabel() string {
 	if len(s.Resources) == 0 {
-		n := 0
-		for _, r := range s.Runs {
-			n = max(n, r.UpdatedCount)
-		}
-		return plural(n, "resource", "resources")
+		return ""
 	}
 	shown := s.Resources[:min(len(s.Resources), titleResources)]
 	label := strings.Join(shown, ", ")
@@ -27,15 +24,27 @@ func (s *Set) ResourcesLabel() string {
 
 // Title names the changed resources and the number of nodes; a one-node
 // set names its node: "web-3: file[/etc/x]", "template[/etc/app.conf] on
-// 48 nodes", with the failures when there are any.
+// 48 nodes", with the failures when there are any. Runs that named no
+// resource: "db-1: run failed", "changes on 3 nodes".
 func (s *Set) Title() string {
+	label, status := s.ResourcesLabel(), s.Status()
+	if label == "" {
+		what, whats := "changed", "changes"
+		if status == StatusFailure {
+			what, whats = "run failed", "failed runs"
+		}
+		if len(s.Nodes) == 1 {
+			return s.Nodes[0] + ": " + what
+		}
+		return whats + " on " + plural(len(s.Nodes), "node", "nodes")
+	}
 	var t string
 	if len(s.Nodes) == 1 {
-		t = s.Nodes[0] + ": " + s.ResourcesLabel()
+		t = s.Nodes[0] + ": " + label
 	} else {
-		t = s.ResourcesLabel() + " on " + plural(len(s.Nodes), "node", "nodes")
+		t = label + " on " + plural(len(s.Nodes), "node", "nodes")
 	}
-	switch s.Status() {
+	switch status {
 	case StatusFailure:
 		if len(s.Runs) == 1 {
 			t += " (failed)"
