@@ -234,7 +234,7 @@ func planImpact(tmpl string, targets []*impactTarget, window time.Duration, now 
 		rg.start, rg.end = keep[0].start().Add(-4*window), end
 		// Whole seconds, rounded up so the points stay within the limit.
 		rg.step = max(window/maxStepsPerWindow, rg.end.Sub(rg.start)/maxRangePoints)
-		rg.step = max(time.Second, (rg.step+time.Second-1).Truncate(time.Second))
+		rg.step = max(time.Second, (rg.step + time.Second - 1).Truncate(time.Second))
 	}
 	ranges = slices.DeleteFunc(ranges, func(rg *impactRange) bool { return len(rg.targets) == 0 })
 	if tooWide > 0 {
