@@ -32,13 +32,12 @@ type Options struct {
 	// Gap: a run joins a set only if it starts at most Gap after the end
 	// of the set's latest run. Default DefaultGap.
 	Gap time.Duration
-	// RoleFilter, when set, restricts the roles a run can be assigned to
-	// (the query's role filter); a run none of whose roles pass is
-	// assigned to no role ("").
+	// RoleFilter, when set, restricts the roles a set can be assigned
+	// (the query's role filter).
 	RoleFilter func(role string) bool
-	// RoleNodes is how many nodes carry each role, to pick a multi-role
-	// node's most specific role (see Group). Nil counts the distinct nodes
-	// of the runs given to Group.
+	// RoleNodes is how many nodes carry each role, to pick a set's most
+	// specific role (see Group). Nil counts the distinct nodes of the runs
+	// given to Group.
 	RoleNodes map[string]int
 }
 
@@ -112,7 +111,6 @@ func RunStart(r *report.Run) time.Time {
 type runInfo struct {
 	run        *report.Run
 	start      time.Time
-	role       string
 	upd, fail  []string // sorted, distinct type[name]
 	key        string   // resources key: upd ∪ fail, and the counts
 	res        []string // upd ∪ fail, sorted
@@ -193,21 +191,14 @@ func touched(ri *runInfo, res map[string]bool) int {
 	return n
 }
 
-type groupKey struct{ env, role string }
-
 // Group forms the change sets of runs (any order; every run should be a
 // change: it changed something or failed). The result is sorted by start,
 // then ID.
 //
 // Rules, applied to the runs in start order:
 //
-//   - Role: a run belongs to one role. A node with several roles (Chef's
-//     `base` plus `web`) counts toward its most specific role: the one, among
-//     its roles that pass Options.RoleFilter, carried by the fewest nodes
-//     (Options.RoleNodes); ties go to the role listed last (Chef lists a
-//     run list's roles in order, the shared base role usually first).
-//   - A successful run joins the oldest open set of its environment and
-//     role with exactly its resources, unless its node already changed them
+//   - A successful run joins the oldest open set of its environment with
+//     exactly its resources, unless its node already changed them
 //     successfully in that set: a node changing the same resources again
 //     starts a new set (which then undoes the first, see below). A set is
 //     open while the run starts at most Gap after the set's latest end.
@@ -221,6 +212,15 @@ type groupKey struct{ env, role string }
 //   - Waves: the runs sorted by start split where the pause between two
 //     starts exceeds 4 times the median pause, but never less than Gap/60
 //     (30 s by default) nor more than Gap/6 (5 min).
+//   - Role: a set's role is the most specific role all its nodes share
+//     (among those that pass Options.RoleFilter): the one carried by the
+//     fewest nodes (Options.RoleNodes), so `web` rather than the `base` every
+//     node has; a role only some of its nodes have (monitoring on a few web
+//     nodes) does not split the set. Ties go to the role listed last on
+//     the set's first run (Chef lists a run list's roles in order, the
+//     shared base role usually first). Nodes without a common role give
+//     the role most of the set's runs have. A change to nodes of several
+//     services through a shared role (base) is one set of that role.
 //   - Undoes: a set undoes the latest earlier set of the same environment,
 //     role and resources that holds at least half of its nodes.
 func Group(runs []*report.Run, o Options) []*Set {
@@ -231,7 +231,7 @@ func Group(runs []*report.Run, o Options) []*Set {
 	}
 	infos := make([]*runInfo, len(runs))
 	for i, r := range runs {
-		ri := &runInfo{run: r, start: RunStart(r), role: pickRole(r, o.RoleFilter, sizes),
+		ri := &runInfo{run: r, start: RunStart(r),
 			upd: names(r.Updated), fail: names(r.Failed), failed: r.Status == report.StatusFailure, updatedCnt: r.UpdatedCount}
 		ri.res = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(ri.upd), ri.fail...))))
 		ri.key = resourceKey(ri.res, ri.updatedCnt+len(ri.fail))
@@ -246,10 +246,10 @@ func Group(runs []*report.Run, o Options) []*Set {
 		open  []*builder
 		byKey map[string][]*builder
 	}
-	groups := map[groupKey]*group{}
+	groups := map[string]*group{} // by environment
 	var all []*builder
 	for _, ri := range infos {
-		gk := groupKey{ri.run.Environment, ri.role}
+		gk := ri.run.Environment
 		g := groups[gk]
 		if g == nil {
 			g = &group{byKey: map[string][]*builder{}}
@@ -272,7 +272,7 @@ func Group(runs []*report.Run, o Options) []*Set {
 		})
 		b := pick(g.open, g.byKey[ri.key], ri)
 		if b == nil {
-			b = &builder{set: &Set{Environment: ri.run.Environment, Role: ri.role}, done: map[string]bool{},
+			b = &builder{set: &Set{Environment: ri.run.Environment}, done: map[string]bool{},
 				lastFail: map[string]bool{}, order: len(all)}
 			b.setResources(ri.res, ri.key)
 			g.open = append(g.open, b)
@@ -295,6 +295,7 @@ func Group(runs []*report.Run, o Options) []*Set {
 
 	sets := make([]*Set, len(all))
 	for i, b := range all {
+		b.set.Role = setRole(b.infos, o.RoleFilter, sizes)
 		sets[i] = b.finish(gap)
 	}
 	slices.SortFunc(sets, func(a, b *Set) int { return cmp.Or(a.Start.Compare(b.Start), strings.Compare(a.ID, b.ID)) })
@@ -463,16 +464,45 @@ func common(a, b []string) int {
 	return n
 }
 
-// pickRole is the run's most specific role (see Group).
-func pickRole(r *report.Run, filter func(string) bool, sizes map[string]int) string {
+// setRole is the most specific role the runs' nodes share (see Group).
+func setRole(infos []*runInfo, filter func(string) bool, sizes map[string]int) string {
+	count := map[string]int{}
+	for _, ri := range infos {
+		for _, role := range slices.Compact(slices.Sorted(slices.Values(ri.run.Roles))) {
+			if filter == nil || filter(role) {
+				count[role]++
+			}
+		}
+	}
+	// Candidates: the roles of every run, else the roles of the most.
+	most := 0
+	for _, n := range count {
+		most = max(most, n)
+	}
 	best, bestN := "", -1
-	for _, role := range r.Roles {
-		if filter != nil && !filter(role) {
-			continue
+	consider := func(role string) {
+		if count[role] != most {
+			return
 		}
 		if n := sizes[role]; bestN < 0 || n <= bestN {
 			best, bestN = role, n
 		}
+	}
+	// The first run's order breaks ties (the last listed wins), then the
+	// other roles by name.
+	first := infos[0].run.Roles
+	for _, role := range first {
+		consider(role)
+	}
+	rest := make([]string, 0, len(count))
+	for role := range count {
+		if !slices.Contains(first, role) {
+			rest = append(rest, role)
+		}
+	}
+	slices.Sort(rest)
+	for _, role := range rest {
+		consider(role)
 	}
 	return best
 }

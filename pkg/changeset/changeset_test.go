@@ -163,20 +163,30 @@ func TestDifferentResourcesOrEnvironmentsAreDifferentSets(t *testing.T) {
 }
 
 func TestInterleavedRolloutsOnDifferentRoles(t *testing.T) {
-	// web and app roll out the same package upgrade at the same time, their
+	// web and app roll out their own configuration at the same time, their
 	// runs interleaved: two sets, one per role, each with its waves.
 	var runs []run
 	for i := range 6 {
 		wave := time.Duration(i/3) * 5 * time.Minute
 		runs = append(runs,
-			run{node: fmt.Sprintf("web-%d", i), roles: web, at: wave + time.Duration(i%3)*10*time.Second, upd: []string{"package[openssl]"}},
-			run{node: fmt.Sprintf("app-%d", i), roles: app, at: wave + time.Duration(i%3)*10*time.Second + 5*time.Second, upd: []string{"package[openssl]"}},
+			run{node: fmt.Sprintf("web-%d", i), roles: web, at: wave + time.Duration(i%3)*10*time.Second, upd: []string{"template[/etc/web.conf]"}},
+			run{node: fmt.Sprintf("app-%d", i), roles: app, at: wave + time.Duration(i%3)*10*time.Second + 5*time.Second, upd: []string{"template[/etc/app.conf]"}},
 		)
 	}
 	sets := group(runs, Options{})
-	want := "prod/web package[openssl] [web-0+web-1+web-2 | web-3+web-4+web-5]\nprod/app package[openssl] [app-0+app-1+app-2 | app-3+app-4+app-5]"
+	want := "prod/web template[/etc/web.conf] [web-0+web-1+web-2 | web-3+web-4+web-5]\nprod/app template[/etc/app.conf] [app-0+app-1+app-2 | app-3+app-4+app-5]"
 	if got := describe(sets); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// The same package upgrade on both roles at once is one change of the
+	// role their nodes share.
+	for i := range runs {
+		runs[i].upd = []string{"package[openssl]"}
+	}
+	sets = group(runs, Options{})
+	want = "prod/base package[openssl] [app-0+app-1+app-2+web-0+web-1+web-2 | app-3+app-4+app-5+web-3+web-4+web-5]"
+	if got := describe(sets); got != want {
+		t.Errorf("same resources:\ngot\n%s\nwant\n%s", got, want)
 	}
 }
 
@@ -253,13 +263,19 @@ func TestMultiRoleNodes(t *testing.T) {
 	// The fleet: base on 10 nodes, web on 5, monitoring on 2, db on 5.
 	sizes := map[string]int{"base": 10, "web": 5, "monitoring": 2, "db": 5}
 	sets := group(runs, Options{RoleNodes: sizes})
-	want := "prod/monitoring template[/etc/app.conf] [web-1+web-2]\nprod/web template[/etc/app.conf] [web-3]\n" +
-		"prod/db file[/etc/ntp.conf] [db-1]\nprod/web file[/etc/ntp.conf] [web-4]"
+	// monitoring, on two of the roll-out's nodes only, does not split it;
+	// the ntp change on a db and a web node is one change of base.
+	want := "prod/web template[/etc/app.conf] [web-1+web-2+web-3]\nprod/base file[/etc/ntp.conf] [db-1+web-4]"
 	if got := describe(sets); got != want {
-		t.Errorf("most specific role:\ngot\n%s\nwant\n%s", got, want)
+		t.Errorf("most specific shared role:\ngot\n%s\nwant\n%s", got, want)
 	}
-	// With a role filter the run counts toward the matching role.
-	// (The plugin gives Group only the runs that pass the filter.)
+	// A roll-out to the monitoring nodes alone is monitoring's.
+	sets = group(runs[:2], Options{RoleNodes: sizes})
+	if sets[0].Role != "monitoring" {
+		t.Errorf("roll-out to the monitoring nodes: role %q", sets[0].Role)
+	}
+	// With a role filter the set takes the matching role (the plugin gives
+	// Group only the runs that pass the filter).
 	webRuns := slices.DeleteFunc(slices.Clone(runs), func(r run) bool { return r.node == "db-1" })
 	sets = group(webRuns, Options{RoleNodes: sizes, RoleFilter: func(r string) bool { return r == "web" }})
 	want = "prod/web template[/etc/app.conf] [web-1+web-2+web-3]\nprod/web file[/etc/ntp.conf] [web-4]"
@@ -270,6 +286,15 @@ func TestMultiRoleNodes(t *testing.T) {
 	sets = group([]run{{node: "x", roles: []string{"base", "web"}, at: 0, upd: []string{cfg}}}, Options{})
 	if sets[0].Role != "web" {
 		t.Errorf("tie: role %q, want web (listed last)", sets[0].Role)
+	}
+	// No role in common: the role of most runs.
+	sets = group([]run{
+		{node: "w1", roles: []string{"web"}, at: 0, upd: []string{cfg}},
+		{node: "d1", roles: []string{"db"}, at: time.Second, upd: []string{cfg}},
+		{node: "w2", roles: []string{"web"}, at: 2 * time.Second, upd: []string{cfg}},
+	}, Options{})
+	if len(sets) != 1 || sets[0].Role != "web" {
+		t.Errorf("no common role: %s", describe(sets))
 	}
 	// No roles: role "".
 	sets = group([]run{{node: "x", at: 0, upd: []string{cfg}}}, Options{})
