@@ -88,7 +88,8 @@ func (inst *Instance) changeSets(tr backend.TimeRange, rf runFilter) changeSets 
 	if rf.role != "" {
 		roleFilter = func(role string) bool { return topology.MatchRoles(rf.role, []string{role}) }
 	}
-	all := changeset.Group(changes, changeset.Options{Gap: gap, RoleFilter: roleFilter, RoleNodes: changeset.RoleNodes(fleet)})
+	all := changeset.Group(changes, changeset.Options{Gap: gap, RoleFilter: roleFilter,
+		RoleNodes: changeset.RoleNodes(fleet), NodeRuns: changeset.NodeRuns(fleet)})
 	cs := changeSets{byID: make(map[string]*changeset.Set, len(all)), setOf: make(map[*report.Run]*changeset.Set, len(changes))}
 	for _, s := range all {
 		cs.byID[s.ID] = s

@@ -312,16 +312,17 @@ func seriesOf(v model.Value) impact.Series {
 	return b.Series()
 }
 
-// rankImpact sorts best suspect first: score descending, the unmeasured
-// last, newest first among equals.
+// rankImpact sorts best suspect first: score descending, then (equal
+// scores: sets measured over the same signal and windows) the set with more
+// nodes and the earlier one, the likelier cause; the unmeasured last,
+// newest first.
 func rankImpact(ts []*impactTarget) {
 	slices.SortStableFunc(ts, func(a, b *impactTarget) int {
 		ea, eb := a.result.Evaluated, b.result.Evaluated
 		switch {
 		case ea && eb:
-			if c := cmp.Compare(b.result.Score, a.result.Score); c != 0 {
-				return c
-			}
+			return cmp.Or(cmp.Compare(b.result.Score, a.result.Score), cmp.Compare(len(b.set.Nodes), len(a.set.Nodes)),
+				a.start().Compare(b.start()))
 		case ea:
 			return -1
 		case eb:

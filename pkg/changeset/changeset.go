@@ -39,7 +39,18 @@ type Options struct {
 	// specific role (see Group). Nil counts the distinct nodes of the runs
 	// given to Group.
 	RoleNodes map[string]int
+	// NodeRuns is how many runs each node made (changes or not) over the
+	// time the runs given to Group cover, to tell the resources a node
+	// changes on nearly every run (see Group). Nil counts the runs given.
+	NodeRuns map[string]int
 }
+
+// A resource a node changed in at least chronicMinRuns runs and in at
+// least chronicShare of its runs is chronic for that node.
+const (
+	chronicMinRuns = 4
+	chronicShare   = 0.75
+)
 
 func (o Options) gap() time.Duration {
 	if o.Gap <= 0 {
@@ -86,6 +97,10 @@ type Set struct {
 	// undoes this one; "" for none. UndoneAt is that set's start.
 	Undoes, UndoneBy string
 	UndoneAt         time.Time
+	// Routine says every run of the set changed only resources its node
+	// changes on nearly every run (see Group): churn, not a roll-out. A
+	// routine set neither undoes nor is undone.
+	Routine bool
 }
 
 // Status is StatusSuccess, StatusFailure or StatusPartial.
@@ -116,6 +131,7 @@ type runInfo struct {
 	res        []string // upd ∪ fail, sorted
 	failed     bool
 	updatedCnt int
+	routine    bool // changed only resources chronic for its node
 }
 
 // resourceKey identifies a resource list. The counts are part of it: the
@@ -197,6 +213,11 @@ func touched(ri *runInfo, res map[string]bool) int {
 //
 // Rules, applied to the runs in start order:
 //
+//   - Chronic resources: a resource a node changes on nearly every run (in
+//     at least 4 runs and 3/4 of its runs: an execute without a guard) is
+//     left out when that node's runs are compared, so it does not split a
+//     roll-out; a run that changed nothing else keeps it, and the sets of
+//     such runs are Routine.
 //   - A successful run joins the oldest open set of its environment with
 //     exactly its resources, unless its node already changed them
 //     successfully in that set: a node changing the same resources again
@@ -229,10 +250,23 @@ func Group(runs []*report.Run, o Options) []*Set {
 	if sizes == nil {
 		sizes = countRoleNodes(runs)
 	}
+	nodeRuns := o.NodeRuns
+	if nodeRuns == nil {
+		nodeRuns = countNodeRuns(runs)
+	}
+	chronic := chronicResources(runs, nodeRuns)
 	infos := make([]*runInfo, len(runs))
 	for i, r := range runs {
 		ri := &runInfo{run: r, start: RunStart(r),
 			upd: names(r.Updated), fail: names(r.Failed), failed: r.Status == report.StatusFailure, updatedCnt: r.UpdatedCount}
+		if kept := slices.DeleteFunc(slices.Clone(ri.upd), func(u string) bool { return chronic[[2]string{r.Node, u}] }); len(kept) < len(ri.upd) {
+			if len(kept)+len(ri.fail) > 0 {
+				ri.updatedCnt -= len(ri.upd) - len(kept)
+				ri.upd = kept
+			} else {
+				ri.routine = true
+			}
+		}
 		ri.res = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(ri.upd), ri.fail...))))
 		ri.key = resourceKey(ri.res, ri.updatedCnt+len(ri.fail))
 		infos[i] = ri
@@ -376,6 +410,7 @@ func (b *builder) finish(gap time.Duration) *Set {
 	slices.Sort(nodes)
 	s.Nodes = slices.Compact(nodes)
 	s.Start, s.End = b.infos[0].start, b.lastEnd
+	s.Routine = !slices.ContainsFunc(b.infos, func(ri *runInfo) bool { return !ri.routine })
 	s.Waves = waves(b.infos, gap)
 	h := sha256.New()
 	for _, part := range []string{s.Environment, s.Role, b.key, strconv.FormatInt(s.Start.UnixNano(), 10), b.infos[0].run.Node} {
@@ -427,6 +462,9 @@ func linkUndoes(sets []*Set) {
 	type key struct{ env, role, res string }
 	prev := map[key][]*Set{}
 	for _, s := range sets {
+		if s.Routine {
+			continue
+		}
 		k := key{s.Environment, s.Role, strings.Join(s.Resources, "\x00")}
 		earlier := prev[k]
 		for i := len(earlier) - 1; i >= 0; i-- {
@@ -506,6 +544,35 @@ func setRole(infos []*runInfo, filter func(string) bool, sizes map[string]int) s
 	}
 	return best
 }
+
+// chronicResources are the (node, resource) pairs changed in most of the
+// node's runs.
+func chronicResources(runs []*report.Run, nodeRuns map[string]int) map[[2]string]bool {
+	freq := map[[2]string]int{}
+	for _, r := range runs {
+		for _, u := range names(r.Updated) {
+			freq[[2]string{r.Node, u}]++
+		}
+	}
+	out := map[[2]string]bool{}
+	for k, n := range freq {
+		if n >= chronicMinRuns && float64(n) >= chronicShare*float64(max(nodeRuns[k[0]], n)) {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+func countNodeRuns(runs []*report.Run) map[string]int {
+	out := map[string]int{}
+	for _, r := range runs {
+		out[r.Node]++
+	}
+	return out
+}
+
+// NodeRuns counts each node's runs: the Options.NodeRuns of these runs.
+func NodeRuns(runs []*report.Run) map[string]int { return countNodeRuns(runs) }
 
 // countRoleNodes counts the distinct nodes carrying each role.
 func countRoleNodes(runs []*report.Run) map[string]int {

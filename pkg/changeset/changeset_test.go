@@ -348,6 +348,42 @@ func TestFailedRunsInsideARollout(t *testing.T) {
 	}
 }
 
+func TestChronicResourceDoesNotSplitARollout(t *testing.T) {
+	// c runs an unguarded execute on every one of its runs, the roll-out's
+	// too.
+	const apt = "execute[apt-get update]"
+	runs := []run{
+		{node: "a", roles: web, at: 0, upd: []string{cfg}},
+		{node: "b", roles: web, at: 5 * time.Second, upd: []string{cfg}},
+		{node: "c", roles: web, at: 10 * time.Second, upd: []string{apt, cfg}},
+	}
+	for i := range 5 {
+		runs = append(runs, run{node: "c", roles: web, at: time.Duration(i+1) * 30 * time.Minute, upd: []string{apt}})
+	}
+	sets := group(runs, Options{})
+	if got := describe(sets[:1]); got != "prod/web template[/etc/app.conf] [a+b+c]" {
+		t.Errorf("roll-out:\n%s", describe(sets))
+	}
+	// The execute-only runs keep their resource: each its own change.
+	if len(sets) != 6 || strings.Join(sets[1].Resources, ",") != apt {
+		t.Errorf("want the roll-out and 5 runs of %s:\n%s", apt, describe(sets))
+	}
+	// Those are routine: none undoes another.
+	for _, s := range sets[1:] {
+		if !s.Routine || s.Undoes != "" || s.UndoneBy != "" {
+			t.Errorf("routine set %+v", s)
+		}
+	}
+	if sets[0].Routine {
+		t.Errorf("the roll-out is not routine")
+	}
+	// In 3 runs of 12 it is not chronic: the roll-out splits.
+	sets = group(runs[:6], Options{NodeRuns: map[string]int{"c": 12}})
+	if len(sets) < 2 || len(sets[0].Nodes) != 2 {
+		t.Errorf("3 changes of 12 runs are not chronic:\n%s", describe(sets))
+	}
+}
+
 func TestIDsAreStableAndDistinct(t *testing.T) {
 	runs := []run{
 		{node: "a", roles: web, at: 0, upd: []string{cfg}},

@@ -61,6 +61,9 @@ func (r Result) Detail(q Quantity) string {
 		}
 		fmt.Fprintf(&b, " (%s)", strings.Join(levels, ", "))
 	}
+	if r.LaterMeasured {
+		fmt.Fprintf(&b, ", %s a window later", q.Format(r.Later))
+	}
 	fmt.Fprintf(&b, ", z = %s (noise %s)", number(r.Z), q.Format(r.Noise))
 	if r.Z >= 3 { // a rise past the noise: how it lines up with the set
 		if len(r.Levels) > 1 {

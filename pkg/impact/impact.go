@@ -12,13 +12,15 @@
 //
 //   - z = (after − before) / noise. before is the median of the signal over
 //     the Window before the first wave; after the median over the Window
-//     after the last wave's end, and no higher than the median of that
-//     window's second half, so a short spike scores low and only a
-//     sustained rise scores high. noise is the spread of the 4 Windows before
-//     the first wave: the larger of 1.4826 × their median absolute deviation
-//     and 1.2533 × their mean absolute deviation (which stays above zero
-//     when most points are equal, as a service with rare errors gives), and
-//     at least 1 % of before.
+//     after the last wave's end; z counts it no higher than the median of
+//     that window's second half, nor than the median of the next Window
+//     (when neither a roll-back nor now cuts it short), so a short spike,
+//     which a rate window smears over most of one Window but not two,
+//     scores low and only a sustained rise scores high. noise is the spread of the 4 Windows before
+//     the first wave: 1.4826 × their median absolute deviation (which a
+//     spike in them does not move), or when that is zero (most points equal,
+//     as a service with rare errors gives) 1.2533 × their mean absolute
+//     deviation; at least 1 % of before.
 //   - shape, in [0.5, 1.5] (1 for a single wave): 1 + ½ × the correlation
 //     between the share of the set's nodes reached after each wave and the
 //     level measured after it (from the end of the wave to the start of the
@@ -26,8 +28,10 @@
 //   - timing, in [0.3, 1]: when the rise began (the onset: the first point
 //     of the excursion above before + noise that reaches before + 3 noise).
 //     1 when it began within lag (Window/3) of the start of a wave; decaying
-//     as exp(−delay/lag) past that; 0.3 when it began before the set did
-//     (the set cannot be its cause).
+//     as exp(−delay/lag) past that; 0.3 when it began before the set did and
+//     the signal already stood at half its rise from the set's start until
+//     lag after (the set cannot be its cause; an excursion that fell back
+//     before the set's own rise, a spike, does not count).
 //
 // Measurement stops at Change.Until (the start of the set that undoes this
 // one: what happens after a roll-back is the roll-back's doing) and at
@@ -143,6 +147,10 @@ type Result struct {
 	Onset     time.Time
 	Delay     time.Duration
 	OnsetWave int
+	// Later is the level a window after the last one (LaterMeasured:
+	// when the horizon left room for it).
+	Later         float64
+	LaterMeasured bool
 	// CutBy says why the last window is shorter than Window: "roll-back"
 	// (Change.Until) or "now"; "" when it is whole.
 	CutBy string
@@ -178,7 +186,14 @@ func Score(c Change, s Series, o Options) Result {
 	if bhi-blo >= 2 {
 		before = median(slices.Clone(s.V[blo:bhi]))
 	}
-	noise := max(madScale*mad(noiseVals, noiseMed), meanAbsScale*meanAbsDev(s.V[lo:hi], noiseMed), 0.01*math.Abs(before), 1e-12)
+	// The MAD ignores a spike in the baseline; when it is zero (most points
+	// equal: a service with rare errors) the mean absolute deviation
+	// still sees the rare blips.
+	noise := madScale * mad(noiseVals, noiseMed)
+	if noise == 0 {
+		noise = meanAbsScale * meanAbsDev(s.V[lo:hi], noiseMed)
+	}
+	noise = max(noise, 0.01*math.Abs(before), 1e-12)
 
 	horizon, cutBy := o.Now, "now"
 	if !c.Until.IsZero() && c.Until.Before(horizon) {
@@ -229,11 +244,22 @@ func Score(c Change, s Series, o Options) Result {
 		tail := median(slices.Clone(s.V[lastLo+n/2 : lastHi]))
 		z = min(z, (tail-before)/noise)
 	}
+	// A window later, unless the horizon cuts it: a rise that has gone by
+	// then was a spike (a short spike through a 5-minute rate window fills
+	// most of one window, not two).
+	if last := c.Waves[len(c.Waves)-1].End; z > 0 && res.CutBy == "" {
+		l, h := s.span(last.Add(w), earliest(last.Add(2*w), horizon))
+		if h-l >= 4 {
+			res.Later = median(slices.Clone(s.V[l:h]))
+			res.LaterMeasured = true
+			z = min(z, (res.Later-before)/noise)
+		}
+	}
 	res.Z = z
 	res.Shape = shape(before, res.Levels, res.Shares)
 	res.Timing = 1
 	if z > 0 {
-		res.Onset, res.Delay, res.OnsetWave, res.Timing = timing(c.Waves, s, before, noise, w, s.T[lastHi-1])
+		res.Onset, res.Delay, res.OnsetWave, res.Timing = timing(c.Waves, s, before, res.After, noise, w, s.T[lastHi-1])
 		res.Score = z * res.Shape * res.Timing
 	} else {
 		res.Score = z
@@ -259,7 +285,7 @@ func shape(before float64, levels, shares []float64) float64 {
 
 // timing finds the onset of the rise and how well it lines up with a wave.
 // lastMs is the last point measured.
-func timing(waves []changeset.Wave, s Series, before, noise float64, w time.Duration, lastMs int64) (time.Time, time.Duration, int, float64) {
+func timing(waves []changeset.Wave, s Series, before, after, noise float64, w time.Duration, lastMs int64) (time.Time, time.Duration, int, float64) {
 	t0 := waves[0].Start
 	hiT, loT := before+3*noise, before+noise
 	i, _ := slices.BinarySearch(s.T, t0.UnixMilli())
@@ -282,10 +308,17 @@ func timing(waves []changeset.Wave, s Series, before, noise float64, w time.Dura
 	if len(s.T) > 1 {
 		step = max(step, 2*time.Duration(s.T[1]-s.T[0])*time.Millisecond)
 	}
-	if onset.Before(t0.Add(-step)) {
-		return onset, onset.Sub(t0), 0, minTiming
-	}
 	lag := max(w/3, step)
+	if onset.Before(t0.Add(-step)) {
+		// The excursion began before the set. If the signal was already
+		// at half its rise when the set started and stayed there, the
+		// rise is older than the set; otherwise what came before was a
+		// transient (a spike) that the set's own rise followed.
+		if sustained(s, t0.Add(-step), t0.Add(lag), before+0.5*(after-before)) {
+			return onset, onset.Sub(t0), 0, minTiming
+		}
+		onset = t0
+	}
 	delay := time.Duration(math.MaxInt64)
 	var since time.Duration
 	wave := 0
@@ -299,6 +332,27 @@ func timing(waves []changeset.Wave, s Series, before, noise float64, w time.Dura
 		}
 	}
 	return onset, since, wave, max(minTiming, math.Exp(-float64(delay)/float64(lag)))
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// sustained reports whether every point in [from, to] is at least level.
+func sustained(s Series, from, to time.Time, level float64) bool {
+	lo, hi := s.span(from, to.Add(time.Millisecond))
+	if lo == hi {
+		return false
+	}
+	for _, v := range s.V[lo:hi] {
+		if v < level {
+			return false
+		}
+	}
+	return true
 }
 
 // median of v (reordered in place).

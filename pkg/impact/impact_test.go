@@ -126,6 +126,22 @@ func TestSustainedRiseOutranksShortSpike(t *testing.T) {
 	if r := Score(one, signal(long, 0.0005, 4), opts); r.Score > 3 {
 		t.Errorf("10-minute spike: score %g (z %g), want low: the tail of the window recovered", r.Score, r.Z)
 	}
+	// A 4-minute spike seen through a 5-minute rate window stands for 9
+	// minutes, most of the window and its second half: the next window has
+	// recovered.
+	smeared := func(t time.Time) float64 {
+		if t.After(t0.Add(2*time.Minute)) && t.Before(t0.Add(13*time.Minute)) {
+			return 0.2
+		}
+		return 0.006
+	}
+	r := Score(one, signal(smeared, 0.0005, 5), opts)
+	if r.Score > 3 || !r.LaterMeasured || r.After < 0.1 {
+		t.Errorf("smeared spike: after %g, later %g (%v), score %g: want a low score from the window after", r.After, r.Later, r.LaterMeasured, r.Score)
+	}
+	if d := r.Detail(Quantity{Name: "e", Percent: true}); !strings.Contains(d, "% a window later") {
+		t.Errorf("detail %q", d)
+	}
 }
 
 func TestRiseBeforeTheSetIsNotItsDoing(t *testing.T) {
@@ -165,6 +181,29 @@ func TestRiseBeforeTheSetIsNotItsDoing(t *testing.T) {
 	late := Score(oneNode(t0), signal(f, 0.0005, 7), Options{Window: 30 * time.Minute, Now: opts.Now})
 	if late.Timing >= 0.9 || late.Timing < minTiming {
 		t.Errorf("late onset: timing %g, want between %g and 0.9", late.Timing, minTiming)
+	}
+}
+
+func TestSpikeJustBeforeTheSetIsNotTheRise(t *testing.T) {
+	// An unrelated spike ends a minute before the roll-out (a 5-minute
+	// rate window smears it until 3 minutes after), then the roll-out's own
+	// rise: the excursion is continuous, but the spike is not the set's
+	// rise, so the timing is not held against it.
+	c := rollout(t0)
+	up := rampBy(c, 0.006, 0.08)
+	f := func(t time.Time) float64 {
+		v := up(t)
+		switch {
+		case t.After(t0.Add(-4*time.Minute)) && t.Before(t0.Add(-time.Minute)):
+			v += 0.2
+		case !t.Before(t0.Add(-time.Minute)) && t.Before(t0.Add(3*time.Minute)):
+			v += 0.2 * float64(t0.Add(3*time.Minute).Sub(t)) / float64(4*time.Minute)
+		}
+		return v
+	}
+	r := Score(c, signal(f, 0.0005, 11), opts)
+	if r.Timing != 1 || r.Score < 50 {
+		t.Errorf("timing %g score %g (onset %s, delay %s): the spike before the set counted against it", r.Timing, r.Score, r.Onset, r.Delay)
 	}
 }
 

@@ -1,0 +1,169 @@
+package plugin
+
+// Scenario tests of the impact ranking on real Prometheus data: incidents
+// designed by internal/incident (roll-outs in waves, concurrent benign
+// roll-outs, unrelated spikes, diurnal traffic and noise, roll-backs,
+// one-node changes before spikes) give OpenMetrics that the real `promtool
+// tsdb create-blocks-from openmetrics` turns into blocks, served by a real
+// `prometheus` (Debian packages); the runs go through the real RabbitMQ into
+// a plugin instance. The culprit roll-out must rank first in at least 95 %
+// of the incidents.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/data"
+
+	"github.com/runlens/runlens/internal/incident"
+	"github.com/runlens/runlens/internal/proctest"
+	"github.com/runlens/runlens/internal/rabbittest"
+)
+
+// scenarioIncidents is how many incidents the scenario test designs, with
+// seeds 1…n. RUNLENS_SCENARIO_SEEDS=first:count designs others (to try the
+// ranking on incidents it was not tuned on).
+const scenarioIncidents = 24
+
+func scenarioSeeds(t *testing.T) (first, count uint64) {
+	first, count = 1, scenarioIncidents
+	if v := os.Getenv("RUNLENS_SCENARIO_SEEDS"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d:%d", &first, &count); err != nil || count == 0 {
+			t.Fatalf("RUNLENS_SCENARIO_SEEDS=%q: want first:count", v)
+		}
+	}
+	return first, count
+}
+
+// blocksPrometheus writes the incidents' metrics as OpenMetrics, turns them
+// into TSDB blocks with promtool and serves them with prometheus; it
+// returns Prometheus' URL.
+func blocksPrometheus(t *testing.T, incs []*incident.Incident) string {
+	t.Helper()
+	promtool := proctest.Tool(t, "apt-get install prometheus", "promtool")
+	bin := proctest.Tool(t, "apt-get install prometheus", "prometheus")
+	dir := t.TempDir()
+	om := filepath.Join(dir, "incidents.om")
+	f, err := os.Create(om)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := incident.WriteOpenMetrics(f, incs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", om, data).CombinedOutput(); err != nil {
+		t.Fatalf("promtool tsdb create-blocks-from openmetrics: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := proctest.FreeAddr(t)
+	prom := proctest.Start(t, dir, "prometheus", bin, "--config.file="+cfg, "--storage.tsdb.path="+data,
+		"--storage.tsdb.retention.time=30d", "--web.listen-address="+addr, "--log.level=warn")
+	url := "http://" + addr
+	proctest.WaitReady(t, url+"/-/ready", 30*time.Second, prom)
+	return url
+}
+
+// isCulprit tells the culprit's row: its role, its resources, its start.
+func isCulprit(c incident.Culprit, role, title string, start time.Time) bool {
+	return role == c.Role && strings.Contains(title, c.Resources[0]) && start.Sub(c.Start).Abs() < time.Minute
+}
+
+func TestImpactScenarios(t *testing.T) {
+	began := time.Now()
+	end := time.Now().Add(-10 * time.Minute).Truncate(time.Minute)
+	var incs []*incident.Incident
+	var reports [][]byte
+	first, count := scenarioSeeds(t)
+	for seed := first; seed < first+count; seed++ {
+		inc := incident.New(incident.Config{Seed: seed, End: end})
+		incs = append(incs, inc)
+		reports = append(reports, inc.Reports()...)
+	}
+	promURL := blocksPrometheus(t, incs)
+	t.Logf("%d incidents, %d runs; blocks built and Prometheus ready in %s", len(incs), len(reports), time.Since(began).Round(time.Millisecond))
+
+	e := newEnv(t)
+	inst := e.start(t, map[string]any{"prometheusUrl": promURL, "replay": "24h"}, nil)
+	e.publish(t, reports...)
+	// A generous deadline for many reports (env.waitReports allows 10 s).
+	rabbittest.WaitFor(t, 10*time.Second+time.Duration(len(reports))*time.Millisecond, fmt.Sprintf("%d reports read", len(reports)),
+		func() bool { return inst.received.Load() >= uint64(len(reports)) })
+	if err := checkPrometheus(context.Background(), inst.settings); err != nil {
+		t.Errorf("the health check's probe against the real Prometheus: %v", err)
+	}
+	t.Logf("runs published and replayed at %s", time.Since(began).Round(time.Millisecond))
+
+	hits, runHits, maxQueries := 0, 0, 0
+	for _, inc := range incs {
+		c := inc.Culprit
+		q := map[string]any{"queryType": "impact", "environment": inc.Environment}
+		f := mustFrames(t, inst, q, inc.Start, inc.End)[0]
+		queries := int(f.Meta.Stats[0].Value)
+		maxQueries = max(maxQueries, queries)
+		titles, roles, starts := col(t, f, "title"), col(t, f, "role"), f.Fields[0]
+		if isCulprit(c, roles[0], titles[0], starts.At(0).(time.Time)) {
+			hits++
+		} else {
+			t.Logf("%s: the culprit is not first\n  story: %s\n  ranking:\n%s", inc.Environment, strings.Join(inc.Story, "\n         "), topRows(t, f, 5))
+		}
+		if queries > 8 {
+			t.Errorf("%s: %d Prometheus queries, want one per environment and role", inc.Environment, queries)
+		}
+		// Every set is ranked, none silently dropped.
+		if cf := mustFrames(t, inst, map[string]any{"queryType": "changes", "environment": inc.Environment}, inc.Start, inc.End)[0]; cf.Rows() != f.Rows() {
+			t.Errorf("%s: %d change sets annotated, %d ranked", inc.Environment, cf.Rows(), f.Rows())
+		}
+
+		// One row per run.
+		q["groupBy"] = "run"
+		rf := mustFrames(t, inst, q, inc.Start, inc.End)[0]
+		if rf.Rows() != inc.Changes() {
+			t.Errorf("%s by run: %d rows, want the %d runs that changed something or failed", inc.Environment, rf.Rows(), inc.Changes())
+		}
+		// The top run belongs to the culprit set.
+		if inSet(t, f, col(t, rf, "set")[0], c) {
+			runHits++
+		}
+	}
+	rate := float64(hits) / float64(len(incs))
+	t.Logf("culprit first in %d of %d incidents (%.0f %%); by run, a culprit run first in %d; at most %d Prometheus queries per impact query; %s in all",
+		hits, len(incs), 100*rate, runHits, maxQueries, time.Since(began).Round(time.Millisecond))
+	if rate < 0.95 {
+		t.Errorf("the culprit ranks first in %.0f %% of the incidents, want at least 95 %%", 100*rate)
+	}
+	if runRate := float64(runHits) / float64(len(incs)); runRate < 0.85 {
+		t.Errorf("by run: a culprit run ranks first in %.0f %% of the incidents, want at least 85 %%", 100*runRate)
+	}
+}
+
+// inSet tells whether set id is the culprit's.
+func inSet(t *testing.T, f *data.Frame, id string, c incident.Culprit) bool {
+	for i, s := range col(t, f, "set") {
+		if s == id {
+			return isCulprit(c, col(t, f, "role")[i], col(t, f, "title")[i], f.Fields[0].At(i).(time.Time))
+		}
+	}
+	return false
+}
+
+func topRows(t *testing.T, f *data.Frame, n int) string {
+	var b strings.Builder
+	titles, roles, details := col(t, f, "title"), col(t, f, "role"), col(t, f, "detail")
+	for i := range min(n, f.Rows()) {
+		fmt.Fprintf(&b, "    %d. [%s] %s at %s: %s\n", i+1, roles[i], titles[i], f.Fields[0].At(i).(time.Time).Format("15:04:05"), details[i])
+	}
+	return b.String()
+}
