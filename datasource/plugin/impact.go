@@ -73,10 +73,10 @@ func newPromAPI(s Settings) (promAPI, error) {
 	return promClient{api: promv1.NewAPI(c)}, nil
 }
 
+var promEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
 // promString escapes a value for a PromQL double-quoted string.
-func promString(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
+func promString(s string) string { return promEscaper.Replace(s) }
 
 // expandImpactQuery substitutes $node, $role and $environment (also written
 // ${node} …) in the template; values are escaped for use inside "…".
@@ -143,9 +143,10 @@ func (inst *Instance) impactQuery(ctx context.Context, tr backend.TimeRange, rf 
 		return nil, fmt.Errorf("Prometheus at %s: %v", redactHTTP(inst.settings.PrometheusURL), err)
 	}
 	promTime := time.Since(promStart)
+	var scorer impact.Scorer
 	for _, rg := range ranges {
 		for _, t := range rg.targets {
-			t.result = impact.Score(t.change, rg.series, impact.Options{Window: window, Now: earliest(now, rg.end)})
+			t.result = scorer.Score(t.change, rg.series, impact.Options{Window: window, Now: earliest(now, rg.end)})
 		}
 	}
 	rankImpact(targets)
@@ -159,17 +160,33 @@ func (inst *Instance) impactQuery(ctx context.Context, tr backend.TimeRange, rf 
 		Text: fmt.Sprintf("%s ranked with %s (step up to %s) in %s", plural(len(targets), "change", "changes"),
 			plural(len(ranges), "Prometheus range query", "Prometheus range queries"), step, promTime.Round(time.Millisecond))})
 	queries := make([]string, 0, len(ranges))
+	custom := impactMeta{}
 	for _, rg := range ranges {
 		queries = append(queries, rg.query)
+		custom.Queries = append(custom.Queries, impactQueryMeta{Query: rg.query, Start: rg.start, End: rg.end, Step: rg.step.String()})
 	}
 	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable, Notices: notices,
-		ExecutedQueryString: strings.Join(queries, "\n"),
+		ExecutedQueryString: strings.Join(queries, "\n"), Custom: custom,
 		Stats: []data.QueryStat{
 			{FieldConfig: data.FieldConfig{DisplayName: "Prometheus range queries"}, Value: float64(len(ranges))},
 			{FieldConfig: data.FieldConfig{DisplayName: "Prometheus time", Unit: "ms"}, Value: float64(promTime.Milliseconds())},
 			{FieldConfig: data.FieldConfig{DisplayName: "Changes ranked"}, Value: float64(len(targets))},
 		}}
 	return data.Frames{f}, nil
+}
+
+// impactMeta is the impact frame's meta.custom: the Prometheus range
+// queries made, for the query inspector (and the benchmark, which times the
+// same queries alone).
+type impactMeta struct {
+	Queries []impactQueryMeta `json:"queries"`
+}
+
+type impactQueryMeta struct {
+	Query string    `json:"query"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Step  string    `json:"step"`
 }
 
 // usesNode reports whether the template names $node: it is then evaluated
@@ -186,19 +203,25 @@ func usesNode(tmpl string) bool {
 // maxRangePoints at a step of impactWindow/minStepsPerWindow, or
 // maxImpactQueries is reached) stay unmeasured, and a notice says so.
 func planImpact(tmpl string, targets []*impactTarget, window time.Duration, now time.Time) ([]*impactRange, []data.Notice) {
+	type key struct{ env, role, node string }
+	expanded := map[key]string{}
 	byQuery := map[string]*impactRange{}
 	var ranges []*impactRange
 	perNode := usesNode(tmpl)
 	for _, t := range targets {
-		node := ""
+		k := key{env: t.set.Environment, role: t.set.Role}
 		if perNode {
 			nodes := t.set.Nodes
 			if t.run != nil {
 				nodes = []string{t.run.Node}
 			}
-			node = nodeRegex(nodes)
+			k.node = nodeRegex(nodes)
 		}
-		q := expandImpactQuery(tmpl, node, t.set.Role, t.set.Environment)
+		q, ok := expanded[k]
+		if !ok {
+			q = expandImpactQuery(tmpl, k.node, k.role, k.env)
+			expanded[k] = q
+		}
 		rg := byQuery[q]
 		if rg == nil {
 			rg = &impactRange{query: q}

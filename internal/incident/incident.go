@@ -38,6 +38,10 @@ type Config struct {
 	// default [12, 40].
 	MinNodes, MaxNodes int
 	RunInterval        time.Duration // default 30m
+	// Churn is the share of the periodic runs that change something of
+	// their own (a tuning file, one of 50): 0 for a quiet fleet, 1 for a
+	// benchmark where every run is a change.
+	Churn float64
 }
 
 // Services are the roles of the fleet, each the APM service of its name.
@@ -193,6 +197,10 @@ func (g *gen) periodic() {
 	for _, nd := range g.nodes {
 		for t := g.inc.Start.Add(nd.phase); t.Before(g.inc.End.Add(-5 * time.Minute)); t = t.Add(g.cfg.RunInterval) {
 			start := t.Add(g.between(0, 2*time.Minute))
+			if g.cfg.Churn > 0 && g.rng.Float64() < g.cfg.Churn {
+				g.run(nd, start, []string{fmt.Sprintf("file[/etc/%s/tuning-%d.conf]", nd.role, g.rng.IntN(50))}, nil, "")
+				continue
+			}
 			if g.rng.IntN(50) == 0 {
 				g.run(nd, start, nil, []string{"execute[backup]"}, "execute[backup] (base::backup line 12) had an error: Expected process to exit with [0], but received '1'")
 			} else {

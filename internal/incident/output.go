@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/runlens/runlens/pkg/report"
 )
 
 // Report is the run as a Chef data collector run_converge message (the
@@ -60,7 +63,7 @@ func (r Run) Report(id string) []byte {
 func (inc *Incident) Reports() [][]byte {
 	out := make([][]byte, len(inc.Runs))
 	for i, r := range inc.Runs {
-		out[i] = r.Report(fmt.Sprintf("%s-%06d", inc.Environment, i))
+		out[i] = r.Report(inc.runID(i))
 	}
 	return out
 }
@@ -111,3 +114,46 @@ func WriteOpenMetrics(w io.Writer, incs ...*Incident) error {
 // FirstSample and LastSample bound the incident's metrics.
 func (inc *Incident) FirstSample() time.Time { return inc.samples[0] }
 func (inc *Incident) LastSample() time.Time  { return inc.samples[len(inc.samples)-1] }
+
+// Decoded is the run as pkg/report decodes its Report (the test of this
+// package holds the two equal), for tests that feed a plugin's handler
+// without the JSON round trip.
+func (r Run) Decoded(id string) *report.Run {
+	out := &report.Run{
+		Format: report.FormatChefDataCollector, Kind: report.KindRun, Source: report.SourceChef, ID: id,
+		Node: r.Node, FQDN: r.Node + ".example.internal", Environment: r.Environment, Roles: slices.Clone(r.Roles),
+		RunList: make([]string, len(r.Roles)), Status: report.StatusSuccess, Start: r.Start, End: r.End, Duration: r.End.Sub(r.Start),
+		UpdatedCount: len(r.Updated), FailedCount: len(r.Failed), TotalResources: 1 + len(r.Updated) + len(r.Failed),
+	}
+	for i, role := range r.Roles {
+		out.RunList[i] = "role[" + role + "]"
+	}
+	for _, u := range r.Updated {
+		typ, name, _ := strings.Cut(strings.TrimSuffix(u, "]"), "[")
+		out.Updated = append(out.Updated, report.Resource{Type: typ, Name: name})
+		if out.UpdatedByType == nil {
+			out.UpdatedByType = map[string]int{}
+		}
+		out.UpdatedByType[typ]++
+	}
+	for _, f := range r.Failed {
+		typ, name, _ := strings.Cut(strings.TrimSuffix(f, "]"), "[")
+		out.Failed = append(out.Failed, report.Resource{Type: typ, Name: name})
+	}
+	if len(r.Failed) > 0 {
+		out.Status = report.StatusFailure
+		out.Error = &report.RunError{Class: "Chef::Exceptions::Exec", Message: r.Error}
+	}
+	return out
+}
+
+// DecodedRuns are every run as Decoded, with the ids of Reports.
+func (inc *Incident) DecodedRuns() []*report.Run {
+	out := make([]*report.Run, len(inc.Runs))
+	for i, r := range inc.Runs {
+		out[i] = r.Decoded(inc.runID(i))
+	}
+	return out
+}
+
+func (inc *Incident) runID(i int) string { return fmt.Sprintf("%s-%06d", inc.Environment, i) }

@@ -277,8 +277,9 @@ func Group(runs []*report.Run, o Options) []*Set {
 	})
 
 	type group struct {
-		open  []*builder
-		byKey map[string][]*builder
+		open   []*builder
+		byKey  map[string][]*builder
+		unkept int // runs since the closed sets were last dropped
 	}
 	groups := map[string]*group{} // by environment
 	var all []*builder
@@ -289,22 +290,25 @@ func Group(runs []*report.Run, o Options) []*Set {
 			g = &group{byKey: map[string][]*builder{}}
 			groups[gk] = g
 		}
-		// Drop the sets this run is too late for: runs come in start
-		// order, so they stay closed.
-		g.open = slices.DeleteFunc(g.open, func(b *builder) bool {
-			if ri.start.Sub(b.lastEnd) > gap {
-				list := g.byKey[b.key]
-				list = slices.DeleteFunc(list, func(x *builder) bool { return x == b })
-				if len(list) == 0 {
-					delete(g.byKey, b.key)
-				} else {
-					g.byKey[b.key] = list
+		// Drop the sets this run is too late for, now and then (pick
+		// skips them): runs come in start order, so they stay closed.
+		if g.unkept++; g.unkept >= 64 {
+			g.unkept = 0
+			g.open = slices.DeleteFunc(g.open, func(b *builder) bool {
+				if ri.start.Sub(b.lastEnd) > gap {
+					list := g.byKey[b.key]
+					list = slices.DeleteFunc(list, func(x *builder) bool { return x == b })
+					if len(list) == 0 {
+						delete(g.byKey, b.key)
+					} else {
+						g.byKey[b.key] = list
+					}
+					return true
 				}
-				return true
-			}
-			return false
-		})
-		b := pick(g.open, g.byKey[ri.key], ri)
+				return false
+			})
+		}
+		b := pick(g.open, g.byKey[ri.key], ri, gap)
 		if b == nil {
 			b = &builder{set: &Set{Environment: ri.run.Environment}, done: map[string]bool{},
 				lastFail: map[string]bool{}, order: len(all)}
@@ -339,11 +343,12 @@ func Group(runs []*report.Run, o Options) []*Set {
 
 // pick chooses the open set a run joins, nil for a new one. exact lists the
 // open sets with the run's own resources key.
-func pick(open, exact []*builder, ri *runInfo) *builder {
+func pick(open, exact []*builder, ri *runInfo, gap time.Duration) *builder {
 	node := ri.run.Node
+	closed := func(b *builder) bool { return ri.start.Sub(b.lastEnd) > gap }
 	var best *builder
 	for _, b := range exact {
-		if !b.done[node] && (best == nil || b.order < best.order) {
+		if !b.done[node] && !closed(b) && (best == nil || b.order < best.order) {
 			best = b
 		}
 	}
@@ -352,7 +357,7 @@ func pick(open, exact []*builder, ri *runInfo) *builder {
 	}
 	bestTouch := 0
 	for _, b := range open {
-		if b.done[node] {
+		if b.done[node] || closed(b) {
 			continue
 		}
 		ok := false

@@ -170,6 +170,31 @@ const (
 
 // Score measures one change against the signal s.
 func Score(c Change, s Series, o Options) Result {
+	var sc Scorer
+	return sc.Score(c, s, o)
+}
+
+// Scorer scores changes, reusing its buffers between calls: the zero value
+// is ready; not safe for concurrent use.
+type Scorer struct{ buf []float64 }
+
+// median of v, which it does not modify.
+func (sc *Scorer) median(v []float64) float64 {
+	sc.buf = append(sc.buf[:0], v...)
+	return median(sc.buf)
+}
+
+// mad is the median absolute deviation of v around m.
+func (sc *Scorer) mad(v []float64, m float64) float64 {
+	sc.buf = sc.buf[:0]
+	for _, x := range v {
+		sc.buf = append(sc.buf, math.Abs(x-m))
+	}
+	return median(sc.buf)
+}
+
+// Score measures one change against the signal s.
+func (sc *Scorer) Score(c Change, s Series, o Options) Result {
 	if len(c.Waves) == 0 {
 		return Result{Reason: "the set has no runs"}
 	}
@@ -179,17 +204,16 @@ func Score(c Change, s Series, o Options) Result {
 	if hi-lo < minNoisePoints {
 		return Result{Reason: "no data before the change"}
 	}
-	noiseVals := slices.Clone(s.V[lo:hi])
-	noiseMed := median(noiseVals)
+	noiseMed := sc.median(s.V[lo:hi])
 	blo, bhi := s.span(t0.Add(-w), t0)
 	before := noiseMed
 	if bhi-blo >= 2 {
-		before = median(slices.Clone(s.V[blo:bhi]))
+		before = sc.median(s.V[blo:bhi])
 	}
 	// The MAD ignores a spike in the baseline; when it is zero (most points
 	// equal: a service with rare errors) the mean absolute deviation
 	// still sees the rare blips.
-	noise := madScale * mad(noiseVals, noiseMed)
+	noise := madScale * sc.mad(s.V[lo:hi], noiseMed)
 	if noise == 0 {
 		noise = meanAbsScale * meanAbsDev(s.V[lo:hi], noiseMed)
 	}
@@ -230,7 +254,7 @@ func Score(c Change, s Series, o Options) Result {
 			h = l + 1
 		}
 		reached += len(wv.Nodes)
-		res.Levels = append(res.Levels, median(slices.Clone(s.V[l:h])))
+		res.Levels = append(res.Levels, sc.median(s.V[l:h]))
 		res.Shares = append(res.Shares, float64(reached)/float64(max(total, 1)))
 		lastLo, lastHi, lastCut = l, h, cut
 	}
@@ -241,7 +265,7 @@ func Score(c Change, s Series, o Options) Result {
 	res.After = res.Levels[len(res.Levels)-1]
 	z := (res.After - before) / noise
 	if n := lastHi - lastLo; n >= 4 && z > 0 {
-		tail := median(slices.Clone(s.V[lastLo+n/2 : lastHi]))
+		tail := sc.median(s.V[lastLo+n/2 : lastHi])
 		z = min(z, (tail-before)/noise)
 	}
 	// A window later, unless the horizon cuts it: a rise that has gone by
@@ -250,7 +274,7 @@ func Score(c Change, s Series, o Options) Result {
 	if last := c.Waves[len(c.Waves)-1].End; z > 0 && res.CutBy == "" {
 		l, h := s.span(last.Add(w), earliest(last.Add(2*w), horizon))
 		if h-l >= 4 {
-			res.Later = median(slices.Clone(s.V[l:h]))
+			res.Later = sc.median(s.V[l:h])
 			res.LaterMeasured = true
 			z = min(z, (res.Later-before)/noise)
 		}
@@ -355,22 +379,63 @@ func sustained(s Series, from, to time.Time, level float64) bool {
 	return true
 }
 
-// median of v (reordered in place).
+// median of v (reordered in place), by selection: O(len(v)).
 func median(v []float64) float64 {
-	slices.Sort(v)
 	n := len(v)
+	k := n / 2
+	m := nth(v, k)
 	if n%2 == 1 {
-		return v[n/2]
+		return m
 	}
-	return (v[n/2-1] + v[n/2]) / 2
+	// The element below the k-th is the largest of those left of it.
+	below := v[0]
+	for _, x := range v[1:k] {
+		below = max(below, x)
+	}
+	return (below + m) / 2
 }
 
-// mad is the median absolute deviation of v around m (v is overwritten).
-func mad(v []float64, m float64) float64 {
-	for i := range v {
-		v[i] = math.Abs(v[i] - m)
+// nth reorders v so that v[k] is its k-th smallest element, the elements
+// before it no larger and those after no smaller (Hoare's selection with a
+// median-of-three pivot), and returns it.
+func nth(v []float64, k int) float64 {
+	lo, hi := 0, len(v)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if v[mid] < v[lo] {
+			v[mid], v[lo] = v[lo], v[mid]
+		}
+		if v[hi] < v[lo] {
+			v[hi], v[lo] = v[lo], v[hi]
+		}
+		if v[hi] < v[mid] {
+			v[hi], v[mid] = v[mid], v[hi]
+		}
+		pivot := v[mid]
+		i, j := lo, hi
+		for i <= j {
+			for v[i] < pivot {
+				i++
+			}
+			for v[j] > pivot {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
 	}
-	return median(v)
+	return v[k]
 }
 
 func meanAbsDev(v []float64, m float64) float64 {

@@ -3,6 +3,7 @@ package impact
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -338,5 +339,26 @@ func TestMarks(t *testing.T) {
 	}
 	if m["n3"].Title != "file[bigger] on 2 nodes" || m["n3"].Score != 40 {
 		t.Errorf("mark %+v", m["n3"])
+	}
+}
+
+func TestMedianBySelection(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 1; n < 60; n++ {
+		for range 20 {
+			v := make([]float64, n)
+			for i := range v {
+				v[i] = float64(rng.IntN(7)) // many ties
+			}
+			sorted := slices.Clone(v)
+			slices.Sort(sorted)
+			want := sorted[n/2]
+			if n%2 == 0 {
+				want = (sorted[n/2-1] + sorted[n/2]) / 2
+			}
+			if got := median(slices.Clone(v)); got != want {
+				t.Fatalf("median(%v) = %g, want %g", v, got, want)
+			}
+		}
 	}
 }
