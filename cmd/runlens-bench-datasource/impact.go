@@ -293,25 +293,13 @@ func servePrometheus(incs []*incident.Incident) (promURL string, stop func(), er
 		return "", nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
-	om := filepath.Join(dir, "apm.om")
-	f, err := os.Create(om)
-	if err == nil {
-		err = incident.WriteOpenMetrics(f, incs...)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
+	tsdb, err := incident.Blocks(promtool, dir, incs...)
 	if err != nil {
 		cleanup()
 		return "", nil, err
 	}
-	tsdb := filepath.Join(dir, "data")
-	if out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", om, tsdb).CombinedOutput(); err != nil {
-		cleanup()
-		return "", nil, fmt.Errorf("promtool tsdb create-blocks-from openmetrics: %v\n%s", err, out)
-	}
 	cfgFile := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgFile, []byte("global:\n  scrape_interval: 1m\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte(incident.PrometheusConfig), 0o600); err != nil {
 		cleanup()
 		return "", nil, err
 	}
@@ -325,8 +313,7 @@ func servePrometheus(incs []*incident.Incident) (promURL string, stop func(), er
 		cleanup()
 		return "", nil, err
 	}
-	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+tsdb, "--storage.tsdb.retention.time=30d",
-		"--web.listen-address="+addr, "--log.level=warn")
+	cmd := exec.Command(bin, incident.PrometheusArgs(cfgFile, tsdb, addr)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -17,8 +17,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -27,7 +25,6 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/runlens/runlens/internal/incident"
-	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/report"
 )
@@ -47,41 +44,6 @@ func scenarioSeeds(t *testing.T) (first, count uint64) {
 	return first, count
 }
 
-// blocksPrometheus writes the incidents' metrics as OpenMetrics, turns them
-// into TSDB blocks with promtool and serves them with prometheus; it
-// returns Prometheus' URL.
-func blocksPrometheus(t *testing.T, incs []*incident.Incident) string {
-	t.Helper()
-	promtool := proctest.Tool(t, "apt-get install prometheus", "promtool")
-	bin := proctest.Tool(t, "apt-get install prometheus", "prometheus")
-	dir := t.TempDir()
-	om := filepath.Join(dir, "incidents.om")
-	f, err := os.Create(om)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := incident.WriteOpenMetrics(f, incs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", om, data).CombinedOutput(); err != nil {
-		t.Fatalf("promtool tsdb create-blocks-from openmetrics: %v\n%s", err, out)
-	}
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1m\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := proctest.FreeAddr(t)
-	prom := proctest.Start(t, dir, "prometheus", bin, "--config.file="+cfg, "--storage.tsdb.path="+data,
-		"--storage.tsdb.retention.time=30d", "--web.listen-address="+addr, "--log.level=warn")
-	url := "http://" + addr
-	proctest.WaitReady(t, url+"/-/ready", 30*time.Second, prom)
-	return url
-}
-
 // isCulprit tells the culprit's row: its role, its resources, its start.
 func isCulprit(c incident.Culprit, role, title string, start time.Time) bool {
 	return role == c.Role && strings.Contains(title, c.Resources[0]) && start.Sub(c.Start).Abs() < time.Minute
@@ -98,7 +60,7 @@ func TestImpactScenarios(t *testing.T) {
 		incs = append(incs, inc)
 		runs = append(runs, inc.DecodedRuns()...)
 	}
-	promURL := blocksPrometheus(t, incs)
+	promURL := incident.ServeBlocks(t, incs...)
 	t.Logf("%d incidents, %d runs; blocks built and Prometheus ready in %s", len(incs), len(runs), time.Since(began).Round(time.Millisecond))
 
 	e := newEnv(t)
