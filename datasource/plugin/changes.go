@@ -41,10 +41,13 @@ const (
 	maxListedWaves = 20
 )
 
-// changeGroupBy validates the groupBy of a changes or impact query.
+// changeGroupBy validates the groupBy of a changes or impact query. A
+// topology value (node, role) is what the query editor leaves when the query
+// type is switched from topology: saved queries carry it, so it reads as the
+// default.
 func changeGroupBy(g string) (string, error) {
 	switch g {
-	case "", GroupBySet:
+	case "", GroupBySet, string(topology.ByNode), string(topology.ByRole):
 		return GroupBySet, nil
 	case GroupByRun:
 		return GroupByRun, nil
