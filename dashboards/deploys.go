@@ -16,8 +16,9 @@ const (
 )
 
 // Deploys is the runlens-deploys dashboard: a service's error rate and
-// latency with the configuration changes of its role as annotations, and the
-// changes ranked by how much the error rate moved after them.
+// latency with the change sets of its role as annotations (a region per
+// roll-out, from its first run to its last), and the change sets ranked by
+// what they did to the error rate, beside them.
 //
 // $service is both the APM `service` label and the configuration-management
 // role whose changes are annotated: name your roles after the services they
@@ -44,7 +45,7 @@ func Deploys() (dashboard.Dashboard, error) {
 		Tooltip(dashboard.DashboardCursorSyncCrosshair).
 		Annotation(builtinAnnotations()).
 		Annotation(dashboard.NewAnnotationQueryBuilder().
-			Name("Configuration changes").
+			Name("Change sets").
 			Datasource(runlensDS()).
 			Enable(true).
 			IconColor("orange").
@@ -58,7 +59,7 @@ func Deploys() (dashboard.Dashboard, error) {
 	b = b.
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Error rate: $service ($environment)").
-			Description("Share of the service's requests answered with a 5xx status. Orange marks: configuration changes of role $service.").
+			Description("Share of the service's requests answered with a 5xx status. Orange regions: the change sets of role $service, each from its first run to its last (hover for its waves, nodes and links).").
 			Datasource(promDS()).
 			WithTarget(prom("A", `sum(rate(`+apmRequests+`{`+apmSel+`, code=~"5.."}[$__rate_interval])) / sum(rate(`+apmRequests+`{`+apmSel+`}[$__rate_interval]))`, "5xx share")).
 			Unit("percentunit").Min(0).
@@ -67,11 +68,11 @@ func Deploys() (dashboard.Dashboard, error) {
 			FillOpacity(15).
 			Legend(legend("mean", "max", "lastNotNull")).
 			GridPos(gridPos(0, 0, 16, 9))).
-		WithPanel(table.NewPanelBuilder().
-			Title("Change impact ($environment)").
-			Description("Every configuration change in $environment in the time range (any role: a database change can break the application), ranked by how much the error rate changed after it (runlens datasource, impact query).").
-			Datasource(runlensDS()).
-			WithTarget(impact).
+		WithPanel(impactTable("Change impact ($environment)",
+			"Every change set in $environment in the time range (any role: a database change can break the application), best suspect first: "+
+				"score is the rise of the role's error rate after the set's waves over the noise before it (a robust z-score), "+
+				"weighed by how the rise follows the waves and when it began; detail says how it came about. "+
+				"Click nodes for the set's nodes on the topology or the fleet dashboard.", impact).
 			GridPos(gridPos(16, 0, 8, 18))).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Latency: $service ($environment)").
@@ -120,4 +121,43 @@ func Deploys() (dashboard.Dashboard, error) {
 			GridPos(gridPos(0, 26, 24, 10)))
 
 	return finish(b)
+}
+
+// impactTable is a table of the runlens impact query: when, what, how many
+// nodes and waves, the score (colored: 3 and 10 noise units) and its
+// detail, with links from the node count to the set's nodes on the topology
+// and the fleet dashboard, and from the title to the role's APM around it.
+// The other fields of the frame are hidden.
+func impactTable(title, description string, q Query) *table.PanelBuilder {
+	return table.NewPanelBuilder().
+		Title(title).
+		Description(description).
+		Datasource(runlensDS()).
+		WithTarget(q).
+		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
+			"excludeByName": map[string]any{"timeEnd": true, "environment": true, "runs": true, "nodeList": true, "before": true,
+				"after": true, "status": true, "set": true, "undoes": true, "nodeRegex": true, "nodeParams": true},
+			"indexByName": map[string]any{"score": 0, "title": 1, "nodes": 2, "waves": 3, "role": 4, "delta": 5, "time": 6, "detail": 7},
+		}}).
+		OverrideByName("score", []dashboard.DynamicConfigValue{
+			{Id: "decimals", Value: 1},
+			{Id: "thresholds", Value: map[string]any{"mode": "absolute", "steps": []any{
+				map[string]any{"color": "green", "value": nil}, map[string]any{"color": "orange", "value": 3}, map[string]any{"color": "red", "value": 10},
+			}}},
+			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-background"}},
+		}).
+		OverrideByName("nodes", []dashboard.DynamicConfigValue{
+			{Id: "links", Value: []map[string]any{
+				{"title": "The set's nodes on the topology", "url": "/d/" + TopologyUID + "/runlens-topology?var-node=${__data.fields.nodeRegex}&var-environment=${__data.fields.environment}&${__url_time_range}"},
+				{"title": "The set's nodes on the fleet dashboard", "url": "/d/" + FleetUID + "/runlens-fleet?${__data.fields.nodeParams:raw}&var-environment=${__data.fields.environment}&${__url_time_range}"},
+			}},
+		}).
+		OverrideByName("title", []dashboard.DynamicConfigValue{
+			{Id: "links", Value: []map[string]any{
+				{"title": "Deploys and APM of ${__data.fields.role}", "url": "/d/" + DeploysUID + "/runlens-deploys?var-environment=${__data.fields.environment}&var-service=${__data.fields.role}&${__url_time_range}"},
+			}},
+		}).
+		OverrideByName("detail", []dashboard.DynamicConfigValue{
+			{Id: "custom.inspect", Value: true},
+		})
 }

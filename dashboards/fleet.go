@@ -23,6 +23,17 @@ const (
 // take the max across replicas. Every panel sums or maxes again by its own
 // labels, so extra target labels (job, cluster) never split a line.
 func Fleet() (dashboard.Dashboard, error) {
+	// The change sets of the selected environments and nodes (a multi-value
+	// node variable reaches the datasource as (?:a|b), All as no filter):
+	// regions on every panel, and ranked in the Changes row, each linked
+	// to its nodes.
+	changeSets := runlens("Changes", "changes")
+	changeSets.Environment = "$environment"
+	changeSets.Node = "$node"
+	ranked := runlens("A", "impact")
+	ranked.Environment = "$environment"
+	ranked.Node = "$node"
+
 	b := dashboard.NewDashboardBuilder("runlens / Fleet").
 		Uid(FleetUID).
 		Description("Configuration-management runs across the fleet: runs, failures, changes, convergence and the runlens exporter's ingest health.").
@@ -32,6 +43,12 @@ func Fleet() (dashboard.Dashboard, error) {
 		Timezone("browser").
 		Tooltip(dashboard.DashboardCursorSyncCrosshair).
 		Annotation(builtinAnnotations()).
+		Annotation(dashboard.NewAnnotationQueryBuilder().
+			Name("Change sets").
+			Datasource(runlensDS()).
+			Enable(true).
+			IconColor("orange").
+			Target(changeSets)).
 		Link(dashboardLinks()).
 		WithVariable(promVariable()).
 		WithVariable(labelVariable("environment", "Environment", "label_values(runlens_node_info, environment)").
@@ -157,10 +174,14 @@ func Fleet() (dashboard.Dashboard, error) {
 			OverrideByRegexp(".* failing", []dashboard.DynamicConfigValue{
 				{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
 			}).
-			GridPos(gridPos(12, 25, 12, 8)))
+			GridPos(gridPos(12, 25, 12, 8))).
+		WithPanel(impactTable("Change sets",
+			"The change sets of the selected environments and nodes in the time range (runlens datasource: runs of one role that changed the same resources, in waves), "+
+				"best suspect first by what they did to their role's error rate. Click nodes to show the set's nodes on this dashboard or on the topology.", ranked).
+			GridPos(gridPos(0, 33, 24, 8)))
 
 	// Convergence.
-	b = b.WithRow(dashboard.NewRowBuilder("Convergence").GridPos(gridPos(0, 33, 24, 1)))
+	b = b.WithRow(dashboard.NewRowBuilder("Convergence").GridPos(gridPos(0, 41, 24, 1)))
 	b = b.
 		WithPanel(table.NewPanelBuilder().
 			Title("Nodes not converging").
@@ -183,7 +204,7 @@ func Fleet() (dashboard.Dashboard, error) {
 				}}},
 			}).
 			NoValue("Every node converges").
-			GridPos(gridPos(0, 34, 12, 8))).
+			GridPos(gridPos(0, 42, 12, 8))).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Oldest last run").
 			Description("Per environment, the time since the least recent node finished a run, against 3 expected run intervals.").
@@ -196,10 +217,10 @@ func Fleet() (dashboard.Dashboard, error) {
 				{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
 				{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "red"}},
 			}).
-			GridPos(gridPos(12, 34, 12, 8)))
+			GridPos(gridPos(12, 42, 12, 8)))
 
 	// Ingest health.
-	b = b.WithRow(dashboard.NewRowBuilder("Ingest health").GridPos(gridPos(0, 42, 24, 1)))
+	b = b.WithRow(dashboard.NewRowBuilder("Ingest health").GridPos(gridPos(0, 50, 24, 1)))
 	b = b.
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Reports by outcome").
@@ -211,7 +232,7 @@ func Fleet() (dashboard.Dashboard, error) {
 			OverrideByRegexp(".* rejected", []dashboard.DynamicConfigValue{
 				{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "red"}},
 			}).
-			GridPos(gridPos(0, 43, 10, 8))).
+			GridPos(gridPos(0, 51, 10, 8))).
 		WithPanel(timeseries.NewPanelBuilder().
 			Title("Report delay").
 			Description("Time from a run's end (node clock) to the exporter processing its report: p50, p95, p99 across replicas.").
@@ -221,7 +242,7 @@ func Fleet() (dashboard.Dashboard, error) {
 			WithTarget(prom("C", `histogram_quantile(0.99, sum by (le) (rate(runlens_report_delay_seconds_bucket[$__rate_interval])))`, "p99")).
 			Unit("s").Min(0).
 			Legend(legend("mean", "max", "lastNotNull")).
-			GridPos(gridPos(10, 43, 8, 8))).
+			GridPos(gridPos(10, 51, 8, 8))).
 		WithPanel(stat.NewPanelBuilder().
 			Title("AMQP connection").
 			Description("runlens_amqp_up per exporter replica: connected to RabbitMQ or not (RunlensAMQPDown).").
@@ -234,7 +255,7 @@ func Fleet() (dashboard.Dashboard, error) {
 			Orientation(common.VizOrientationAuto).
 			GraphMode(common.BigValueGraphModeNone).
 			NoValue("no exporter").
-			GridPos(gridPos(18, 43, 6, 4))).
+			GridPos(gridPos(18, 51, 6, 4))).
 		WithPanel(stat.NewPanelBuilder().
 			Title("Exporter").
 			Description("Exporter replicas scraped (job runlens) and nodes each tracks.").
@@ -247,7 +268,7 @@ func Fleet() (dashboard.Dashboard, error) {
 			Orientation(common.VizOrientationAuto).
 			GraphMode(common.BigValueGraphModeArea).
 			TextMode(common.BigValueTextModeValueAndName).
-			GridPos(gridPos(18, 47, 6, 4)))
+			GridPos(gridPos(18, 55, 6, 4)))
 
 	return finish(b)
 }

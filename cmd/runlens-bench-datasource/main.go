@@ -110,6 +110,8 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 	fs.IntVar(&cfg.replayNodes, "replay-nodes", 10_000, "simulated nodes sending the preloaded reports")
 	fs.IntVar(&cfg.replayRepeat, "replay-repeat", 2, "replay passes of each kind (interleaved); the median is kept")
 	fs.BoolVar(&cfg.quick, "quick", false, "tiny sizes (a smoke test of the benchmark, not a measurement)")
+	fs.StringVar(&impactFlags.runs, "impact-runs", "1000,10000", "run counts for the impact ranking figure")
+	fs.IntVar(&impactFlags.repeat, "impact-repeat", 5, "timed impact queries of each mode; the median is kept")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,7 +120,7 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]string{"nodes-list": "200,1000", "rate": "200", "latency-duration": "3s",
-			"latency-nodes": "100", "replay-reports": "2000", "replay-nodes": "200"}
+			"latency-nodes": "100", "replay-reports": "2000", "replay-nodes": "200", "impact-runs": "500,1000", "impact-repeat": "2"}
 		for name, v := range quick {
 			if !set[name] {
 				_ = fs.Set(name, v)
@@ -149,6 +151,9 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 	}
 	if err := benchReplay(ctx, w, cfg, names); err != nil {
 		return fmt.Errorf("replay: %w", err)
+	}
+	if err := benchImpact(ctx, w, cfg, names); err != nil {
+		return fmt.Errorf("impact: %w", err)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,27 +19,46 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
+	"github.com/runlens/runlens/pkg/changeset"
+	"github.com/runlens/runlens/pkg/impact"
 	"github.com/runlens/runlens/pkg/report"
 )
 
 const (
-	promTimeout = 30 * time.Second
-	// maxImpactChanges bounds the Prometheus queries of one impact query
-	// (two per change); the newest changes are ranked.
-	maxImpactChanges = 200
-	impactParallel   = 8
+	promTimeout    = 30 * time.Second
+	impactParallel = 8
+	// maxImpactQueries bounds the Prometheus range queries of one impact
+	// query (one per environment and role, or per set when the template
+	// names $node); past it, the rest is listed unmeasured, with a notice.
+	maxImpactQueries = 64
+	// maxRangePoints is Prometheus' limit of points per series of a range
+	// query (11,000).
+	maxRangePoints = 11_000
+	// The step of a range query is at least impactWindow/maxStepsPerWindow
+	// and at most impactWindow/minStepsPerWindow: past that the range is
+	// too wide to measure a window with.
+	maxStepsPerWindow = 60
+	minStepsPerWindow = 5
+	// minImpactWindow replaces an impactWindow of 0: a window needs points.
+	minImpactWindow = time.Minute
 )
 
-// promAPI is the one Prometheus call the impact query makes: an instant
-// query.
+// promAPI is the Prometheus calls of the plugin: instant and range
+// queries (the impact query makes range queries).
 type promAPI interface {
 	Query(ctx context.Context, query string, ts time.Time) (model.Value, error)
+	QueryRange(ctx context.Context, query string, r promv1.Range) (model.Value, error)
 }
 
 type promClient struct{ api promv1.API }
 
 func (p promClient) Query(ctx context.Context, q string, ts time.Time) (model.Value, error) {
 	v, _, _, err := p.api.Query(ctx, q, ts)
+	return v, err
+}
+
+func (p promClient) QueryRange(ctx context.Context, q string, r promv1.Range) (model.Value, error) {
+	v, _, _, err := p.api.QueryRange(ctx, q, r)
 	return v, err
 }
 
@@ -55,10 +73,10 @@ func newPromAPI(s Settings) (promAPI, error) {
 	return promClient{api: promv1.NewAPI(c)}, nil
 }
 
+var promEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
 // promString escapes a value for a PromQL double-quoted string.
-func promString(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
+func promString(s string) string { return promEscaper.Replace(s) }
 
 // expandImpactQuery substitutes $node, $role and $environment (also written
 // ${node} …) in the template; values are escaped for use inside "…".
@@ -70,102 +88,202 @@ func expandImpactQuery(tmpl, node, role, env string) string {
 	).Replace(tmpl)
 }
 
-// sampleValue is the query's value: the largest sample of a vector (the
-// template should give one series), nil for no data or NaN.
-func sampleValue(v model.Value) *float64 {
-	var best *float64
-	take := func(f float64) {
-		if math.IsNaN(f) {
-			return
-		}
-		if best == nil || f > *best {
-			best = &f
-		}
-	}
-	switch v := v.(type) {
-	case model.Vector:
-		for _, s := range v {
-			take(float64(s.Value))
-		}
-	case *model.Scalar:
-		take(float64(v.Value))
-	case model.Matrix:
-		for _, ss := range v {
-			if n := len(ss.Values); n > 0 {
-				take(float64(ss.Values[n-1].Value))
-			}
-		}
-	}
-	return best
+// impactTarget is one row of the impact query: a change set, or with
+// groupBy "run" one run (measured as a set of its own, with its set's
+// role and roll-back).
+type impactTarget struct {
+	set    *changeset.Set
+	run    *report.Run // groupBy "run" only
+	change impact.Change
+	result impact.Result
 }
 
-type impactRow struct {
-	run                  *report.Run
-	role, query          string
-	at, afterAt          time.Time
-	before, after, delta *float64
+func (t *impactTarget) start() time.Time { return t.change.Waves[0].Start }
+func (t *impactTarget) end() time.Time   { return t.change.Waves[len(t.change.Waves)-1].End }
+
+// impactRange is one Prometheus range query and the targets it measures.
+type impactRange struct {
+	query      string
+	targets    []*impactTarget // by start
+	start, end time.Time
+	step       time.Duration
+	series     impact.Series
 }
 
-// impactQuery ranks the changes in the range by how much the APM error rate
-// rose after them: the template evaluated at the change's start (before) and
-// at its end + impactWindow (after), capped at now.
-func (inst *Instance) impactQuery(ctx context.Context, tr backend.TimeRange, rf runFilter) (data.Frames, error) {
+// impactQuery ranks the change sets (or runs) of the range by what they did
+// to the APM signal of the impactQuery template (package impact explains
+// the score): one Prometheus range query per environment and role over the
+// whole range, not a query per change.
+func (inst *Instance) impactQuery(ctx context.Context, tr backend.TimeRange, rf runFilter, groupBy string) (data.Frames, error) {
 	if inst.prom == nil {
 		return nil, fmt.Errorf("the impact query needs Prometheus: set prometheusUrl in the datasource settings")
 	}
-	runs := inst.changeRuns(tr, rf)
-	var notices []data.Notice
-	if len(runs) > maxImpactChanges {
-		notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
-			Text: fmt.Sprintf("%d changes in the range: ranking the newest %d; narrow the range or the filters", len(runs), maxImpactChanges)})
-		runs = runs[len(runs)-maxImpactChanges:]
+	now := time.Now()
+	window := max(inst.settings.ImpactWindow, minImpactWindow)
+	cs := inst.changeSets(tr, rf)
+	var targets []*impactTarget
+	if groupBy == GroupByRun {
+		for _, r := range inst.changeRuns(tr, rf) {
+			s := cs.setOf[r]
+			if s == nil { // not grouped: cannot happen, the grouping covers the range
+				continue
+			}
+			targets = append(targets, &impactTarget{set: s, run: r, change: impact.Change{
+				Waves: []changeset.Wave{{Start: changeTime(r), End: r.End, Nodes: []string{r.Node}, Runs: 1}},
+				Until: s.UndoneAt}})
+		}
+	} else {
+		for _, s := range cs.sets {
+			targets = append(targets, &impactTarget{set: s, change: impact.Change{Waves: s.Waves, Until: s.UndoneAt}})
+		}
 	}
-	rows, err := inst.rankImpact(ctx, runs, rf.role, time.Now())
-	if err != nil {
-		return nil, err
+	ranges, notices := planImpact(inst.settings.ImpactQuery, targets, window, now)
+	promStart := time.Now()
+	if err := inst.measure(ctx, ranges); err != nil {
+		return nil, fmt.Errorf("Prometheus at %s: %v", redactHTTP(inst.settings.PrometheusURL), err)
 	}
-	n := len(rows)
-	var (
-		tm                        = make([]time.Time, n)
-		node, env, role, title, q = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		before, after, delta      = make([]*float64, n), make([]*float64, n), make([]*float64, n)
-		afterAt                   = make([]time.Time, n)
-	)
-	for i, r := range rows {
-		tm[i], afterAt[i] = r.at, r.afterAt
-		node[i], env[i], role[i], title[i], q[i] = r.run.Node, r.run.Environment, r.role, changeTitle(r.run), r.query
-		before[i], after[i], delta[i] = r.before, r.after, r.delta
+	promTime := time.Since(promStart)
+	var scorer impact.Scorer
+	for _, rg := range ranges {
+		for _, t := range rg.targets {
+			t.result = scorer.Score(t.change, rg.series, impact.Options{Window: window, Now: earliest(now, rg.end)})
+		}
 	}
-	f := data.NewFrame("impact",
-		data.NewField("time", nil, tm),
-		data.NewField("node", nil, node),
-		data.NewField("environment", nil, env),
-		data.NewField("role", nil, role),
-		data.NewField("before", nil, before),
-		data.NewField("after", nil, after),
-		data.NewField("delta", nil, delta),
-		data.NewField("title", nil, title),
-		data.NewField("afterTime", nil, afterAt),
-		data.NewField("query", nil, q),
-	)
+	rankImpact(targets)
+
+	f := inst.impactFrame(targets, groupBy)
+	step := time.Duration(0)
+	for _, rg := range ranges {
+		step = max(step, rg.step)
+	}
+	notices = append(notices, data.Notice{Severity: data.NoticeSeverityInfo,
+		Text: fmt.Sprintf("%s ranked with %s (step up to %s) in %s", plural(len(targets), "change", "changes"),
+			plural(len(ranges), "Prometheus range query", "Prometheus range queries"), step, promTime.Round(time.Millisecond))})
+	queries := make([]string, 0, len(ranges))
+	custom := impactMeta{}
+	for _, rg := range ranges {
+		queries = append(queries, rg.query)
+		custom.Queries = append(custom.Queries, impactQueryMeta{Query: rg.query, Start: rg.start, End: rg.end, Step: rg.step.String()})
+	}
 	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable, Notices: notices,
-		ExecutedQueryString: inst.settings.ImpactQuery}
+		ExecutedQueryString: strings.Join(queries, "\n"), Custom: custom,
+		Stats: []data.QueryStat{
+			{FieldConfig: data.FieldConfig{DisplayName: "Prometheus range queries"}, Value: float64(len(ranges))},
+			{FieldConfig: data.FieldConfig{DisplayName: "Prometheus time", Unit: "ms"}, Value: float64(promTime.Milliseconds())},
+			{FieldConfig: data.FieldConfig{DisplayName: "Changes ranked"}, Value: float64(len(targets))},
+		}}
 	return data.Frames{f}, nil
 }
 
-// rankImpact queries Prometheus for each change and sorts by delta
-// descending (changes without data last, then newest first).
-func (inst *Instance) rankImpact(ctx context.Context, runs []*report.Run, roleFilter string, now time.Time) ([]impactRow, error) {
-	rows := make([]impactRow, len(runs))
-	for i, r := range runs {
-		role := pickRole(r, roleFilter)
-		afterAt := r.End.Add(inst.settings.ImpactWindow)
-		if afterAt.After(now) {
-			afterAt = now
+// impactMeta is the impact frame's meta.custom: the Prometheus range
+// queries made, for the query inspector (and the benchmark, which times the
+// same queries alone).
+type impactMeta struct {
+	Queries []impactQueryMeta `json:"queries"`
+}
+
+type impactQueryMeta struct {
+	Query string    `json:"query"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Step  string    `json:"step"`
+}
+
+// usesNode reports whether the template names $node: it is then evaluated
+// per set (or run), $node the regex of its nodes.
+func usesNode(tmpl string) bool {
+	return strings.Contains(tmpl, "$node") || strings.Contains(tmpl, "${node}")
+}
+
+// planImpact decides the range queries: one per expanded template (per
+// environment and role, or per set when the template names $node), each
+// over its targets' time span, from 4 windows before the first to one
+// window after the last (the baseline and the after window package impact
+// reads). Targets a query cannot cover (the span needs more than
+// maxRangePoints at a step of impactWindow/minStepsPerWindow, or
+// maxImpactQueries is reached) stay unmeasured, and a notice says so.
+func planImpact(tmpl string, targets []*impactTarget, window time.Duration, now time.Time) ([]*impactRange, []data.Notice) {
+	type key struct{ env, role, node string }
+	expanded := map[key]string{}
+	byQuery := map[string]*impactRange{}
+	var ranges []*impactRange
+	perNode := usesNode(tmpl)
+	for _, t := range targets {
+		k := key{env: t.set.Environment, role: t.set.Role}
+		if perNode {
+			nodes := t.set.Nodes
+			if t.run != nil {
+				nodes = []string{t.run.Node}
+			}
+			k.node = nodeRegex(nodes)
 		}
-		rows[i] = impactRow{run: r, role: role, at: changeTime(r), afterAt: afterAt,
-			query: expandImpactQuery(inst.settings.ImpactQuery, r.Node, role, r.Environment)}
+		q, ok := expanded[k]
+		if !ok {
+			q = expandImpactQuery(tmpl, k.node, k.role, k.env)
+			expanded[k] = q
+		}
+		rg := byQuery[q]
+		if rg == nil {
+			rg = &impactRange{query: q}
+			byQuery[q] = rg
+			ranges = append(ranges, rg)
+		}
+		rg.targets = append(rg.targets, t)
 	}
+	var notices []data.Notice
+	maxSpan := time.Duration(maxRangePoints) * (window / minStepsPerWindow)
+	tooWide := 0
+	for _, rg := range ranges {
+		slices.SortStableFunc(rg.targets, func(a, b *impactTarget) int { return a.start().Compare(b.start()) })
+		var last time.Time
+		for _, t := range rg.targets {
+			if t.end().After(last) {
+				last = t.end()
+			}
+		}
+		end := earliest(now, last.Add(window))
+		// The newest targets are measured first: drop the oldest until
+		// the span fits.
+		keep := rg.targets
+		for len(keep) > 0 && end.Sub(keep[0].start().Add(-4*window)) > maxSpan {
+			keep[0].result = impact.Result{Reason: "not measured: the time range is too wide"}
+			keep = keep[1:]
+			tooWide++
+		}
+		rg.targets = keep
+		if len(keep) == 0 {
+			continue
+		}
+		rg.start, rg.end = keep[0].start().Add(-4*window), end
+		// Whole seconds, rounded up so the points stay within the limit.
+		rg.step = max(window/maxStepsPerWindow, rg.end.Sub(rg.start)/maxRangePoints)
+		rg.step = max(time.Second, (rg.step + time.Second - 1).Truncate(time.Second))
+	}
+	ranges = slices.DeleteFunc(ranges, func(rg *impactRange) bool { return len(rg.targets) == 0 })
+	if tooWide > 0 {
+		notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
+			Text: fmt.Sprintf("the time range is too wide to measure every change at a step of impactWindow/%d: %s at its start are listed without a score; narrow the range", minStepsPerWindow, plural(tooWide, "change", "changes"))})
+	}
+	if len(ranges) > maxImpactQueries {
+		// The queries with the most changes are made.
+		slices.SortStableFunc(ranges, func(a, b *impactRange) int { return len(b.targets) - len(a.targets) })
+		skipped := 0
+		for _, rg := range ranges[maxImpactQueries:] {
+			for _, t := range rg.targets {
+				t.result = impact.Result{Reason: fmt.Sprintf("not measured: over %d Prometheus queries", maxImpactQueries)}
+				skipped++
+			}
+		}
+		notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
+			Text: fmt.Sprintf("%d Prometheus queries needed, %d made: %s are listed without a score; narrow the filters", len(ranges), maxImpactQueries, plural(skipped, "change", "changes"))})
+		ranges = ranges[:maxImpactQueries]
+	}
+	return ranges, notices
+}
+
+// measure runs the range queries, impactParallel at a time; the first
+// error cancels the others.
+func (inst *Instance) measure(ctx context.Context, ranges []*impactRange) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -174,55 +292,145 @@ func (inst *Instance) rankImpact(ctx context.Context, runs []*report.Run, roleFi
 		firstErr error
 		sem      = make(chan struct{}, impactParallel)
 	)
-	query := func(q string, ts time.Time) (*float64, bool) {
-		v, err := inst.prom.Query(ctx, q, ts)
-		if err != nil {
-			mu.Lock()
-			if firstErr == nil {
-				firstErr = err
-				cancel()
-			}
-			mu.Unlock()
-			return nil, false
-		}
-		return sampleValue(v), true
-	}
-	for i := range rows {
+	for _, rg := range ranges {
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(r *impactRow) {
+		go func() {
 			defer func() { <-sem; wg.Done() }()
-			var ok bool
-			if r.before, ok = query(r.query, r.at); !ok {
+			v, err := inst.prom.QueryRange(ctx, rg.query, promv1.Range{Start: rg.start, End: rg.end, Step: rg.step})
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				mu.Unlock()
 				return
 			}
-			if r.after, ok = query(r.query, r.afterAt); !ok {
-				return
-			}
-			if r.before != nil && r.after != nil {
-				d := *r.after - *r.before
-				r.delta = &d
-			}
-		}(&rows[i])
+			rg.series = seriesOf(v)
+		}()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, fmt.Errorf("Prometheus at %s: %v", redactHTTP(inst.settings.PrometheusURL), firstErr)
-	}
-	slices.SortStableFunc(rows, func(a, b impactRow) int {
-		switch {
-		case a.delta != nil && b.delta != nil:
-			if c := cmp.Compare(*b.delta, *a.delta); c != 0 {
-				return c
+	return firstErr
+}
+
+// seriesOf is the signal of a query's result: per instant, the largest
+// value of its series (the template should give one).
+func seriesOf(v model.Value) impact.Series {
+	var b impact.Builder
+	switch v := v.(type) {
+	case model.Matrix:
+		for _, ss := range v {
+			for _, p := range ss.Values {
+				b.Add(int64(p.Timestamp), float64(p.Value))
 			}
-		case a.delta != nil:
+		}
+	case model.Vector:
+		for _, s := range v {
+			b.Add(int64(s.Timestamp), float64(s.Value))
+		}
+	case *model.Scalar:
+		b.Add(int64(v.Timestamp), float64(v.Value))
+	}
+	return b.Series()
+}
+
+// rankImpact sorts best suspect first: score descending, then (equal
+// scores: sets measured over the same signal and windows) the set with more
+// nodes and the earlier one, the likelier cause; the unmeasured last,
+// newest first.
+func rankImpact(ts []*impactTarget) {
+	slices.SortStableFunc(ts, func(a, b *impactTarget) int {
+		ea, eb := a.result.Evaluated, b.result.Evaluated
+		switch {
+		case ea && eb:
+			return cmp.Or(cmp.Compare(b.result.Score, a.result.Score), cmp.Compare(len(b.set.Nodes), len(a.set.Nodes)),
+				a.start().Compare(b.start()))
+		case ea:
 			return -1
-		case b.delta != nil:
+		case eb:
 			return 1
 		}
-		return b.at.Compare(a.at)
+		return b.start().Compare(a.start())
 	})
-	return rows, nil
+}
+
+// impactFrame is the impact table, one row per target in rank order.
+func (inst *Instance) impactFrame(ts []*impactTarget, groupBy string) *data.Frame {
+	n := len(ts)
+	var (
+		tm, tmEnd                          = make([]time.Time, n), make([]time.Time, n)
+		env, role, nodeList, title, detail = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		status, id, undo, nodeRE, nodeQ    = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		nodes, runs, waves                 = make([]int64, n), make([]int64, n), make([]int64, n)
+		before, after, delta, score        = make([]*float64, n), make([]*float64, n), make([]*float64, n), make([]*float64, n)
+		node                               = make([]string, n)
+	)
+	q := impact.Quantity{Name: "impact query"}
+	if inst.settings.ImpactQuery == DefaultImpactQuery {
+		q = impact.Quantity{Name: "error ratio", Percent: true}
+	}
+	ptr := func(v float64) *float64 { return &v }
+	for i, t := range ts {
+		s, r := t.set, t.result
+		tm[i], tmEnd[i] = t.start(), t.end()
+		env[i], role[i], id[i], undo[i] = s.Environment, s.Role, s.ID, s.Undoes
+		if t.run != nil {
+			node[i], nodeList[i], title[i] = t.run.Node, t.run.Node, changeTitle(t.run)
+			nodeRE[i], nodeQ[i] = nodeRegex([]string{t.run.Node}), nodeParams([]string{t.run.Node})
+			nodes[i], runs[i], waves[i] = 1, 1, 1
+			status[i] = string(t.run.Status)
+		} else {
+			nodeList[i], title[i] = changeset.ShortList(s.Nodes, maxListedNodes), s.Title()
+			nodeRE[i], nodeQ[i] = nodeRegex(s.Nodes), nodeParams(s.Nodes)
+			nodes[i], runs[i], waves[i] = int64(len(s.Nodes)), int64(len(s.Runs)), int64(len(s.Waves))
+			status[i] = s.Status()
+		}
+		detail[i] = r.Detail(q)
+		if r.Evaluated {
+			before[i], after[i], delta[i], score[i] = ptr(r.Before), ptr(r.After), ptr(r.After-r.Before), ptr(r.Score)
+		}
+	}
+	var unit *data.FieldConfig
+	if q.Percent {
+		unit = &data.FieldConfig{Unit: "percentunit"}
+	}
+	fields := []*data.Field{
+		data.NewField("time", nil, tm),
+		data.NewField("timeEnd", nil, tmEnd),
+		data.NewField("environment", nil, env),
+		data.NewField("role", nil, role),
+	}
+	if groupBy == GroupByRun {
+		fields = append(fields, data.NewField("node", nil, node))
+	}
+	fields = append(fields,
+		data.NewField("nodes", nil, nodes),
+		data.NewField("runs", nil, runs),
+		data.NewField("waves", nil, waves),
+		data.NewField("nodeList", nil, nodeList),
+		data.NewField("title", nil, title),
+		data.NewField("before", nil, before).SetConfig(unit),
+		data.NewField("after", nil, after).SetConfig(unit),
+		data.NewField("delta", nil, delta).SetConfig(unit),
+		data.NewField("score", nil, score).SetConfig(&data.FieldConfig{Decimals: ptrU16(1)}),
+		data.NewField("detail", nil, detail),
+		data.NewField("status", nil, status),
+		data.NewField("set", nil, id),
+		data.NewField("undoes", nil, undo),
+		data.NewField("nodeRegex", nil, nodeRE),
+		data.NewField("nodeParams", nil, nodeQ),
+	)
+	return data.NewFrame("impact", fields...)
+}
+
+func ptrU16(v uint16) *uint16 { return &v }
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // checkPrometheus is the health check's probe: an instant query of "1",

@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"html"
-	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -132,10 +129,16 @@ func (inst *Instance) query(ctx context.Context, pc backend.PluginContext, q bac
 		frames, err = inst.topologyQuery(ctx, f, q.TimeRange.To)
 	case QueryRuns:
 		frames = data.Frames{inst.runsFrame(q.TimeRange, rf)}
-	case QueryChanges:
-		frames = data.Frames{inst.changesFrame(pc, q.TimeRange, rf)}
-	case QueryImpact:
-		frames, err = inst.impactQuery(ctx, q.TimeRange, rf)
+	case QueryChanges, QueryImpact:
+		groupBy, gerr := changeGroupBy(m.GroupBy)
+		if gerr != nil {
+			return backend.ErrDataResponse(backend.StatusBadRequest, gerr.Error())
+		}
+		if qt == QueryChanges {
+			frames = data.Frames{inst.changesFrame(pc, q.TimeRange, rf, groupBy)}
+		} else {
+			frames, err = inst.impactQuery(ctx, q.TimeRange, rf, groupBy)
+		}
 	default:
 		return backend.ErrDataResponse(backend.StatusBadRequest,
 			fmt.Sprintf("unknown queryType %q (want topology, runs, changes or impact)", qt))
@@ -211,165 +214,4 @@ func runError(r *report.Run) string {
 		return r.Error.Class
 	}
 	return r.Error.Class + ": " + r.Error.Message
-}
-
-// isChange is what the changes and impact queries show: runs that changed
-// something or failed.
-func isChange(r *report.Run) bool {
-	return r.UpdatedCount > 0 || r.Status == report.StatusFailure
-}
-
-// changeRuns lists the changes in the range that match rf, oldest first.
-func (inst *Instance) changeRuns(tr backend.TimeRange, rf runFilter) []*report.Run {
-	var out []*report.Run
-	for _, r := range inst.history.Runs(tr.From, tr.To) {
-		if isChange(r) && rf.match(r) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// pickRole is the run's role for APM links and impact queries: the first
-// role matching the query's role filter, else the first role.
-func pickRole(r *report.Run, want string) string {
-	if want != "" && slices.Contains(r.Roles, want) {
-		return want
-	}
-	if len(r.Roles) > 0 {
-		return r.Roles[0]
-	}
-	return ""
-}
-
-// changeTitle is "<node>: N changed" or "<node>: run failed".
-func changeTitle(r *report.Run) string {
-	if r.Status == report.StatusFailure {
-		if r.UpdatedCount > 0 {
-			return fmt.Sprintf("%s: run failed (%d changed)", r.Node, r.UpdatedCount)
-		}
-		return r.Node + ": run failed"
-	}
-	return fmt.Sprintf("%s: %d changed", r.Node, r.UpdatedCount)
-}
-
-func changeTime(r *report.Run) time.Time {
-	if !r.Start.IsZero() {
-		return r.Start
-	}
-	return r.End
-}
-
-// grafanaBase is Grafana's root path (a sub path such as /grafana when
-// Grafana is served under one), for links in annotation text.
-func grafanaBase(pc backend.PluginContext) string {
-	if pc.GrafanaConfig == nil {
-		return ""
-	}
-	raw, err := pc.GrafanaConfig.AppURL()
-	if err != nil || raw == "" {
-		return ""
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimRight(u.Path, "/")
-}
-
-// changesFrame is the annotation frame: time, timeEnd, title, text, tags.
-// tags is a string field of comma-separated tags: Grafana's annotation
-// support from data frames splits a string tags field on ",".
-func (inst *Instance) changesFrame(pc backend.PluginContext, tr backend.TimeRange, rf runFilter) *data.Frame {
-	runs := inst.changeRuns(tr, rf)
-	base := grafanaBase(pc)
-	n := len(runs)
-	var (
-		tm, tmEnd          = make([]time.Time, n), make([]time.Time, n)
-		title, text, tags  = make([]string, n), make([]string, n), make([]string, n)
-		nodeF, envF, roleF = make([]string, n), make([]string, n), make([]string, n)
-	)
-	for i, r := range runs {
-		role := pickRole(r, rf.role)
-		tm[i], tmEnd[i] = changeTime(r), r.End
-		title[i] = changeTitle(r)
-		text[i] = changeText(base, r, role, inst.settings.ImpactWindow)
-		tags[i] = changeTags(r)
-		nodeF[i], envF[i], roleF[i] = r.Node, r.Environment, role
-	}
-	f := data.NewFrame("changes",
-		data.NewField("time", nil, tm),
-		data.NewField("timeEnd", nil, tmEnd),
-		data.NewField("title", nil, title),
-		data.NewField("text", nil, text),
-		data.NewField("tags", nil, tags),
-		data.NewField("node", nil, nodeF),
-		data.NewField("environment", nil, envF),
-		data.NewField("role", nil, roleF),
-	)
-	f.Meta = &data.FrameMeta{DataTopic: data.DataTopicAnnotations}
-	return f
-}
-
-func tagValue(s string) string { return strings.ReplaceAll(s, ",", ";") }
-
-func changeTags(r *report.Run) string {
-	tags := []string{"runlens", tagValue(r.Node)}
-	if r.Environment != "" {
-		tags = append(tags, tagValue(r.Environment))
-	}
-	for _, role := range r.Roles {
-		tags = append(tags, tagValue(role))
-	}
-	if r.Status == report.StatusFailure {
-		tags = append(tags, "failed")
-	}
-	if r.UpdatedCount > 0 {
-		tags = append(tags, "changed")
-	}
-	return strings.Join(slices.Compact(tags), ",")
-}
-
-// changeText is the annotation's text: what changed, the error, and links to
-// the node on the topology dashboard and to the service's APM dashboard.
-func changeText(base string, r *report.Run, role string, window time.Duration) string {
-	var b strings.Builder
-	esc := html.EscapeString
-	if r.Status == report.StatusFailure {
-		fmt.Fprintf(&b, "<b>Run failed</b> on %s", esc(r.Node))
-	} else {
-		fmt.Fprintf(&b, "<b>%d changed</b> on %s", r.UpdatedCount, esc(r.Node))
-	}
-	if r.Environment != "" {
-		fmt.Fprintf(&b, " (%s)", esc(r.Environment))
-	}
-	b.WriteString("<br/>")
-	if len(r.Updated) > 0 {
-		b.WriteString("Changed:<ul>")
-		shown := r.Updated[:min(len(r.Updated), maxListedChanges)]
-		for _, res := range shown {
-			fmt.Fprintf(&b, "<li>%s</li>", esc(res.String()))
-		}
-		if more := r.UpdatedCount - len(shown); more > 0 {
-			fmt.Fprintf(&b, "<li>… and %d more</li>", more)
-		}
-		b.WriteString("</ul>")
-	}
-	if len(r.Failed) > 0 {
-		b.WriteString("Failed:<ul>")
-		for _, res := range r.Failed[:min(len(r.Failed), maxListedChanges)] {
-			fmt.Fprintf(&b, "<li>%s</li>", esc(res.String()))
-		}
-		b.WriteString("</ul>")
-	}
-	if e := runError(r); e != "" {
-		fmt.Fprintf(&b, "Error: <code>%s</code><br/>", esc(e))
-	}
-	topo := base + "/d/runlens-topology?var-node=" + url.QueryEscape(r.Node)
-	fmt.Fprintf(&b, `<a href="%s">Node on the topology</a>`, esc(topo))
-	apm := base + "/d/runlens-deploys?var-environment=" + url.QueryEscape(r.Environment) +
-		"&var-service=" + url.QueryEscape(role) +
-		fmt.Sprintf("&from=%d&to=%d", changeTime(r).Add(-window).UnixMilli(), r.End.Add(window).UnixMilli())
-	fmt.Fprintf(&b, ` · <a href="%s">APM of %s</a>`, esc(apm), esc(orDefault(role, "the service")))
-	return b.String()
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
-	"github.com/grafana/grafana-plugin-sdk-go/config"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/runlens/runlens/internal/rabbittest"
@@ -213,67 +212,6 @@ func TestRunsQuery(t *testing.T) {
 	}
 }
 
-func TestChangesQuery(t *testing.T) {
-	e := newEnv(t)
-	inst := e.start(t, nil, nil)
-	now := time.Now().Truncate(time.Second)
-	var many []string
-	for i := range 25 {
-		many = append(many, "file[/etc/app/"+string(rune('a'+i))+".conf]")
-	}
-	e.publish(t,
-		handlerJSON(run{node: "web-1", env: "prod", role: "web", id: "c1", end: now.Add(-5 * time.Minute), updated: many}),
-		handlerJSON(run{node: "db-1", env: "prod", role: "db", id: "c2", end: now.Add(-4 * time.Minute), failed: true, errMsg: "<migrate> failed"}),
-		handlerJSON(run{node: "web-2", env: "prod", role: "web", id: "c3", end: now.Add(-3 * time.Minute)}), // no change
-	)
-	e.waitReports(t, 3)
-	f := mustFrames(t, inst, map[string]any{"queryType": "changes"}, now.Add(-time.Hour), now)[0]
-	if got := joined(t, f, "title"); got != "web-1: 25 changed,db-1: run failed" {
-		t.Fatalf("titles %q", got)
-	}
-	for _, name := range []string{"time", "timeEnd", "title", "text", "tags"} {
-		if _, i := f.FieldByName(name); i < 0 {
-			t.Errorf("no field %q", name)
-		}
-	}
-	tm, tmEnd := col(t, f, "time"), col(t, f, "timeEnd")
-	if tm[0] == tmEnd[0] {
-		t.Errorf("time %s = timeEnd: want the run's start and end", tm[0])
-	}
-	text := col(t, f, "text")
-	if !strings.Contains(text[0], `href="/d/runlens-topology?var-node=web-1"`) ||
-		!strings.Contains(text[0], `/d/runlens-deploys?var-environment=prod&amp;var-service=web`) {
-		t.Errorf("links missing: %s", text[0])
-	}
-	if !strings.Contains(text[0], "file[/etc/app/a.conf]") || strings.Contains(text[0], "/etc/app/u.conf") ||
-		!strings.Contains(text[0], "and 5 more") {
-		t.Errorf("want 20 resources listed and 5 more: %s", text[0])
-	}
-	if !strings.Contains(text[1], "&lt;migrate&gt; failed") {
-		t.Errorf("error not (escaped) in the text: %s", text[1])
-	}
-	if got := col(t, f, "tags"); got[0] != "runlens,web-1,prod,web,changed" || got[1] != "runlens,db-1,prod,db,failed" {
-		t.Errorf("tags %q", got)
-	}
-	f = mustFrames(t, inst, map[string]any{"queryType": "changes", "role": "db"}, now.Add(-time.Hour), now)[0]
-	if got := joined(t, f, "title"); got != "db-1: run failed" {
-		t.Errorf("role filter: %q", got)
-	}
-	f = mustFrames(t, inst, map[string]any{"queryType": "changes", "node": "web"}, now.Add(-time.Hour), now)[0]
-	if got := joined(t, f, "title"); got != "web-1: 25 changed" {
-		t.Errorf("node filter: %q", got)
-	}
-	// Sub-path Grafana: links follow root_url.
-	raw := []byte(`{"queryType":"changes","node":"web-1"}`)
-	resp, _ := inst.QueryData(context.Background(), &backend.QueryDataRequest{
-		PluginContext: backend.PluginContext{GrafanaConfig: backendConfig("https://grafana.example.com/grafana/")},
-		Queries:       []backend.DataQuery{{RefID: "A", JSON: raw, TimeRange: backend.TimeRange{From: now.Add(-time.Hour), To: now}}},
-	})
-	if txt := col(t, resp.Responses["A"].Frames[0], "text")[0]; !strings.Contains(txt, `href="/grafana/d/runlens-topology?var-node=web-1"`) {
-		t.Errorf("sub path: %s", txt)
-	}
-}
-
 func TestSecretsNeverLogged(t *testing.T) {
 	e := newEnv(t)
 	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -308,8 +246,4 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if !strings.Contains(res.Message, "Prometheus at "+prom.URL+": 401 Unauthorized") {
 		t.Errorf("health message: %s", res.Message)
 	}
-}
-
-func backendConfig(appURL string) *config.GrafanaCfg {
-	return config.NewGrafanaCfg(map[string]string{config.AppURL: appURL})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
 	"github.com/runlens/runlens/pkg/broker"
+	"github.com/runlens/runlens/pkg/changeset"
 	"github.com/runlens/runlens/pkg/topology"
 )
 
@@ -40,6 +41,7 @@ type jsonData struct {
 	PrometheusUser   string `json:"prometheusUser"`
 	ImpactQuery      string `json:"impactQuery"`
 	ImpactWindow     string `json:"impactWindow"`
+	ChangeGap        string `json:"changeGap"`
 	AlertmanagerURL  string `json:"alertmanagerUrl"`
 	AlertmanagerUser string `json:"alertmanagerUser"`
 	Topology         string `json:"topology"`
@@ -60,6 +62,8 @@ type Settings struct {
 	PrometheusPassword string
 	ImpactQuery        string
 	ImpactWindow       time.Duration
+	// ChangeGap splits change sets (changeset.Options.Gap).
+	ChangeGap time.Duration
 
 	AlertmanagerURL      string
 	AlertmanagerUser     string
@@ -103,6 +107,9 @@ func ParseSettings(is backend.DataSourceInstanceSettings) (Settings, error) {
 		errs = append(errs, err)
 	}
 	if s.ImpactWindow, err = duration("impactWindow", jd.ImpactWindow, DefaultImpactWindow, 0); err != nil {
+		errs = append(errs, err)
+	}
+	if s.ChangeGap, err = duration("changeGap", jd.ChangeGap, changeset.DefaultGap, time.Minute); err != nil {
 		errs = append(errs, err)
 	}
 	if s.PrometheusURL, err = httpURL("prometheusUrl", jd.PrometheusURL); err != nil {
