@@ -233,7 +233,7 @@ func TestPluginOverGRPC(t *testing.T) {
 	if len(runs) != 1 || runs[0].Rows() != 2 {
 		t.Fatalf("runs: %d frames, rows %v", len(runs), runs)
 	}
-	changes := ds.query(t, p, map[string]any{"queryType": "changes", "environment": "prod", "node": "^db"}, from, to)
+	changes := ds.query(t, p, map[string]any{"queryType": "changes", "environment": "prod", "node": "db.*"}, from, to)
 	if len(changes) != 1 || changes[0].Rows() != 1 || !strings.Contains(column(t, changes[0], "title")[0], "db-1") {
 		t.Fatalf("changes filtered to db-1: %v", changes)
 	}

@@ -170,11 +170,11 @@ func benchFrames(w io.Writer, sizes []int) {
 		opts := topology.Options{Now: time.Now(), Config: topology.Config{DependsOn: simDependsOn}}
 		copyMs := medianMs(func() { _ = st.Snapshot() })
 		opts.GroupBy = topology.ByNode
-		nodes, edges := topology.Frames(snap, opts)
-		nodeMs := medianMs(func() { topology.Frames(snap, opts) })
+		nodes, edges := topology.Frames(snap, topology.Filter{}, opts)
+		nodeMs := medianMs(func() { topology.Frames(snap, topology.Filter{}, opts) })
 		opts.GroupBy = topology.ByRole
-		roleNodes, roleEdges := topology.Frames(snap, opts)
-		roleMs := medianMs(func() { topology.Frames(snap, opts) })
+		roleNodes, roleEdges := topology.Frames(snap, topology.Filter{}, opts)
+		roleMs := medianMs(func() { topology.Frames(snap, topology.Filter{}, opts) })
 		fmt.Fprintf(w, "%7d nodes  by node %8.2f ms (%d nodes, %d edges)  by role %7.2f ms (%d nodes, %d edges)  |  snapshot copy %7.2f ms  ratio by node %.1f, by role %.1f\n",
 			n, nodeMs, nodes.Rows(), edges.Rows(), roleMs, roleNodes.Rows(), roleEdges.Rows(), copyMs, nodeMs/copyMs, roleMs/copyMs)
 		if n == 10_000 {

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -100,6 +101,13 @@ func validateURL(raw string) error {
 // dial opens an AMQP connection. Unlike amqp.Dial it gives up promptly when
 // ctx is cancelled, also during the TLS and AMQP handshakes.
 func dial(ctx context.Context, rawURL, connName string) (*amqp.Connection, error) {
+	return dialTLS(ctx, rawURL, connName, nil)
+}
+
+// dialTLS is dial with a TLS configuration for amqps:// URLs (nil: the
+// one amqp091-go makes from the URL's query parameters). amqp091-go sets
+// the server name in the configuration it is given, so it gets a clone.
+func dialTLS(ctx context.Context, rawURL, connName string, tlsCfg *tls.Config) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(connName)
 
@@ -127,6 +135,7 @@ func dial(ctx context.Context, rawURL, connName string) (*amqp.Connection, error
 			return c, nil
 		},
 	}
+	cfg.TLSClientConfig = tlsCfg.Clone() // nil stays nil
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
