@@ -94,17 +94,28 @@ type testDataSource struct {
 
 func newTestDataSource(t *testing.T) *testDataSource {
 	t.Helper()
+	return newTestDataSourceWith(t, nil)
+}
+
+// newTestDataSourceWith is newTestDataSource with some jsonData settings
+// set or replaced.
+func newTestDataSourceWith(t *testing.T, settings map[string]any) *testDataSource {
+	t.Helper()
 	ds := &testDataSource{exchange: rabbittest.Name(t, "ex"), stream: rabbittest.Name(t, "hist")}
 	rabbittest.DeleteQueues(t, ds.stream)
 	rabbittest.DeleteExchanges(t, ds.exchange)
-	jsonData, _ := json.Marshal(map[string]any{
+	jd := map[string]any{
 		"amqpUrl":      "amqp://guest@127.0.0.1:5672/",
 		"exchange":     ds.exchange,
 		"stream":       ds.stream,
 		"replay":       "1h",
 		"liveInterval": "200ms",
 		"topology":     "web: [db]\n",
-	})
+	}
+	for k, v := range settings {
+		jd[k] = v
+	}
+	jsonData, _ := json.Marshal(jd)
 	ds.ctx = &pluginv2.PluginContext{
 		OrgId:    1,
 		PluginId: pluginID,
@@ -254,7 +265,7 @@ func TestPluginOverGRPC(t *testing.T) {
 	}
 
 	// Live: subscribe to the nodes channel, run the stream, publish, and
-	// expect an updated frame within 2 s.
+	// expect an updated frame.
 	channel := nodes.Meta.Channel
 	path := strings.TrimPrefix(channel, "ds/runlens-grpc/")
 	sub, err := p.stream.SubscribeStream(context.Background(), &pluginv2.SubscribeStreamRequest{PluginContext: ds.ctx, Path: path})
@@ -278,13 +289,19 @@ func TestPluginOverGRPC(t *testing.T) {
 			packets <- pkt.Data
 		}
 	}()
-	time.Sleep(500 * time.Millisecond) // let the stream start; drain its first frames
-	for len(packets) > 0 {
-		<-packets
+	// The stream's first packet is the view's frame as the query saw it.
+	select {
+	case pkt := <-packets:
+		var f data.Frame
+		if err := json.Unmarshal(pkt, &f); err != nil || f.Rows() != 2 {
+			t.Fatalf("first packet: %d rows, %v", f.Rows(), err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no first packet")
 	}
 	published := time.Now()
 	ds.publish(t, handlerReport("cache-1", "prod", "cache", "c1", time.Now(), "success"))
-	deadline := time.After(2 * time.Second)
+	deadline := time.After(10 * time.Second)
 	for {
 		select {
 		case pkt, ok := <-packets:
@@ -300,7 +317,7 @@ func TestPluginOverGRPC(t *testing.T) {
 				return
 			}
 		case <-deadline:
-			t.Fatal("no frame with the new node within 2 s of the publish")
+			t.Fatal("no frame with the new node within 10 s of the publish")
 		}
 	}
 }
@@ -309,7 +326,7 @@ func TestPluginSubscribeRejectsUnknownPaths(t *testing.T) {
 	p := startPlugin(t, buildPlugin(t))
 	ds := newTestDataSource(t)
 	bad := base64.RawURLEncoding.EncodeToString([]byte("not json"))
-	for _, path := range []string{"nope", "topology/" + bad + "/nodes"} {
+	for _, path := range []string{"nope", "topology/v1." + bad + "/nodes", "topology/h1.AAAAAAAAAAAAAAAAAAAAAA/nodes"} {
 		sub, err := p.stream.SubscribeStream(context.Background(), &pluginv2.SubscribeStreamRequest{PluginContext: ds.ctx, Path: path})
 		if err == nil && sub.Status == pluginv2.SubscribeStreamResponse_OK {
 			t.Errorf("SubscribeStream(%q) accepted", path)

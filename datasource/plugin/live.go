@@ -79,17 +79,20 @@ const (
 	subscribeGrace = 10 * time.Second
 	// liveBacklog is how many generations a subscriber may fall behind.
 	liveBacklog = 16
-	// maxLiveFrameBytes bounds each streamed frame, well under Grafana
-	// Live's 4 MB client queue (ClientQueueMaxSize in
-	// pkg/services/live/live.go): a by-node view that would be larger is
-	// shown by role.
-	maxLiveFrameBytes = 1536 << 10
+	// maxLiveFrameBytes bounds each streamed frame (MaxLiveFrameBytes).
+	maxLiveFrameBytes = MaxLiveFrameBytes
 	// maxLiveEdges stops a by-node build before it expands more edges
 	// than could fit maxLiveFrameBytes.
 	maxLiveEdges = 40_000
 	// buildTimeout bounds one generation's build.
 	buildTimeout = 10 * time.Second
 )
+
+// MaxLiveFrameBytes bounds each streamed frame's JSON, so a frame pair
+// stays well under Grafana Live's 4 MB client queue (ClientQueueMaxSize in
+// Grafana's pkg/services/live/live.go; a client whose queue overflows is
+// disconnected): a by-node view that would be larger is shown by role.
+const MaxLiveFrameBytes = 1536 << 10
 
 var errTooManyViews = fmt.Errorf("more than %d live topology views with different filters are followed at once", maxLiveViews)
 
@@ -475,8 +478,7 @@ func (v *liveView) build(ctx context.Context, fresh bool) (*generation, error) {
 	if want == topology.ByNode && sel.Len() > inst.settings.GroupByRoleAbove {
 		want = topology.ByRole
 		notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
-			Text: fmt.Sprintf("%d nodes match, more than %d (groupByRoleAbove): grouped by role instead; "+
-				"filter by environment, role or node to see nodes", sel.Len(), inst.settings.GroupByRoleAbove)})
+			Text: groupedNotice(inst.settings.GroupByRoleAbove)})
 	}
 	var alerts map[string][]string
 	if inst.alerts != nil {
@@ -527,8 +529,8 @@ func (v *liveView) build(ctx context.Context, fresh bool) (*generation, error) {
 			}
 			want = topology.ByRole
 			notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
-				Text: fmt.Sprintf("%d nodes match: their graph is too large to stream (over %d KiB): grouped by role instead; "+
-					"filter by environment, role or node to see nodes", sel.Len(), maxLiveFrameBytes>>10)})
+				Text: fmt.Sprintf("The nodes that match make a graph too large to stream (over %d KiB): grouped by role instead; "+
+					"filter by environment, role or node to see nodes", maxLiveFrameBytes>>10)})
 			continue
 		}
 		v.fleetGen, v.alertsVer = fleetGen, alertsVer
@@ -559,9 +561,9 @@ func (v *liveView) newGeneration(res *topology.Result, view topology.GroupBy, se
 	if g.edgesData, err = data.FrameToJSON(g.edges, data.IncludeDataOnly); err != nil {
 		return nil, err
 	}
-	if prev != nil && prev.view == view {
-		g.sameNodes = prev.notices == g.notices && bytes.Equal(prev.nodesData, g.nodesData) && sameSchema(prev.nodes, g.nodes)
-		g.sameEdges = bytes.Equal(prev.edgesData, g.edgesData)
+	if prev != nil {
+		g.sameNodes = prev.view == view && prev.notices == g.notices && bytes.Equal(prev.nodesData, g.nodesData) && sameSchema(prev.nodes, g.nodes)
+		g.sameEdges = bytes.Equal(prev.edgesData, g.edgesData) // one schema for both views
 	}
 	return g, nil
 }
@@ -639,6 +641,14 @@ func digest(notices []data.Notice) string {
 		fmt.Fprintf(h, "%d\x00%s\x00", n.Severity, n.Text)
 	}
 	return fmt.Sprintf("%08x", h.Sum32())
+}
+
+// groupedNotice says why a by-node view shows roles. It names no count:
+// the notices change the frame's schema (withNotices), so they should not
+// change with every node that comes or goes.
+func groupedNotice(above int) string {
+	return fmt.Sprintf("More than %d nodes (groupByRoleAbove) match: grouped by role instead; "+
+		"filter by environment, role or node to see nodes", above)
 }
 
 // stateNotices are the instance's notices for a live view: the history

@@ -90,8 +90,7 @@ func (inst *Instance) staticTopology(ctx context.Context, f topoFilter, nodes []
 	if opts.GroupBy == topology.ByNode && sel.Len() > inst.settings.GroupByRoleAbove {
 		opts.GroupBy = topology.ByRole
 		notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
-			Text: fmt.Sprintf("%d nodes match, more than %d (groupByRoleAbove): grouped by role instead; "+
-				"filter by environment, role or node to see nodes", sel.Len(), inst.settings.GroupByRoleAbove)})
+			Text: groupedNotice(inst.settings.GroupByRoleAbove)})
 	}
 	if f.pinned() {
 		opts.Layout = topology.NewLayout()
