@@ -223,7 +223,7 @@ func TestPluginOverGRPC(t *testing.T) {
 	)
 	from, to := now.Add(-time.Hour), now.Add(time.Minute)
 	var frames []*data.Frame
-	waitUntil(t, "both nodes in the topology", 10*time.Second, func() bool {
+	waitUntil(t, "both nodes in the topology", 30*time.Second, func() bool {
 		frames = ds.query(t, p, map[string]any{"queryType": "topology"}, from, to)
 		return len(frames) == 2 && frames[0].Rows() == 2
 	})

@@ -44,8 +44,13 @@ func TestTopologyQuery(t *testing.T) {
 	if got := joined(t, nodes, "color"); got != "red,green,green" {
 		t.Errorf("colors %s, want db-1 failed", got)
 	}
-	if got := joined(t, nodes, "detail__environment"); got != "prod,prod,staging" {
-		t.Errorf("environments %s", got)
+	if got := joined(t, nodes, "subtitle"); got != "prod / db,prod / web,staging / web" {
+		t.Errorf("subtitles %s", got)
+	}
+	// Live frames are lean: the details the subtitle shows, and the long
+	// lists, are in a past range's frames only.
+	if _, i := nodes.FieldByName("detail__environment"); i >= 0 {
+		t.Error("live frame has detail__environment")
 	}
 	if got := joined(t, edges, "source") + ">" + joined(t, edges, "target"); got != "web-1>db-1" {
 		t.Errorf("edges %s (topology web: [db], within prod)", got)

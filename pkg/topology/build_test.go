@@ -125,7 +125,8 @@ func TestLeanFrames(t *testing.T) {
 	r := build(t, fl, Options{Now: now, Config: testConfig, Lean: true})
 	for _, f := range r.Nodes.Fields {
 		switch f.Name {
-		case "detail__changed_resources", "detail__failed_resources", "detail__run_list":
+		case "detail__changed_resources", "detail__failed_resources", "detail__run_list",
+			"detail__environment", "detail__roles", "detail__last_run":
 			t.Errorf("lean frame has %s", f.Name)
 		}
 	}
@@ -135,7 +136,7 @@ func TestLeanFrames(t *testing.T) {
 		t.Errorf("lean error %q (%d bytes)", e, len(e))
 	}
 	full := build(t, fl, Options{Now: now, Config: testConfig})
-	if len(full.Nodes.Fields) != len(r.Nodes.Fields)+3 {
+	if len(full.Nodes.Fields) != len(r.Nodes.Fields)+6 {
 		t.Errorf("full frame %d fields, lean %d", len(full.Nodes.Fields), len(r.Nodes.Fields))
 	}
 }

@@ -14,6 +14,12 @@ import (
 // leanErrorBytes is how much of the last run's error a lean frame shows.
 const leanErrorBytes = 120
 
+// Lean frames (Options.Lean) leave out the details the subtitle already
+// shows (environment, roles) or mainstat approximates (the last run's
+// time), and the long lists (changed and failed resources, run list):
+// about 115 bytes of JSON a node rather than 160 and more, so that 10,000
+// nodes fit well under Grafana Live's 4 MB client queue.
+
 // state of a node: exactly one.
 type state uint8
 
@@ -103,12 +109,14 @@ func (g *graph) nodeFrames(ctx context.Context) (*Result, error) {
 			lingering++
 		}
 		id[p] = nd.Name
-		env[p] = nd.Environment
-		if len(nd.Roles) == 1 {
-			roles[p] = nd.Roles[0]
-		} else {
-			a.joined(nd.Roles, ',')
-			roles[p] = a.take()
+		if !lean {
+			env[p] = nd.Environment
+			if len(nd.Roles) == 1 {
+				roles[p] = nd.Roles[0]
+			} else {
+				a.joined(nd.Roles, ',')
+				roles[p] = a.take()
+			}
 		}
 		a.add(nd.Environment)
 		a.add(" / ")
@@ -132,9 +140,11 @@ func (g *graph) nodeFrames(ctx context.Context) (*Result, error) {
 		}
 		mainstat[p] = ago(g.o.Now.Sub(lr.End))
 		secondary[p] = changedText(lr.Updated)
-		a.grow(len(time.RFC3339) + 16) // room for years past 9999 too
-		a.buf = lr.End.UTC().AppendFormat(a.buf, time.RFC3339)
-		lastRun[p] = a.take()
+		if !lean {
+			a.grow(len(time.RFC3339) + 16) // room for years past 9999 too
+			a.buf = lr.End.UTC().AppendFormat(a.buf, time.RFC3339)
+			lastRun[p] = a.take()
+		}
 		// Copied into the arena, the String result does not escape: the
 		// compiler keeps it on the stack (String is inlined for that),
 		// which saves an allocation per node.
@@ -170,9 +180,15 @@ func (g *graph) nodeFrames(ctx context.Context) (*Result, error) {
 	fields = append(fields,
 		colorF,
 		highlightF,
-		envF.SetConfig(display("Environment")),
-		rolesF.SetConfig(display("Roles")),
-		lastRunF.SetConfig(display("Last run")),
+	)
+	if !lean {
+		fields = append(fields,
+			envF.SetConfig(display("Environment")),
+			rolesF.SetConfig(display("Roles")),
+			lastRunF.SetConfig(display("Last run")),
+		)
+	}
+	fields = append(fields,
 		durationF.SetConfig(display("Duration")),
 		lastErrF.SetConfig(display("Last error")),
 	)
