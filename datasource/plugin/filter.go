@@ -95,7 +95,7 @@ func compileNode(expr string) (*regexp.Regexp, error) {
 }
 
 // errFilterBudget is the nodeMatcher's error once its budget is spent.
-var errFilterBudget = errors.New("node filter too expensive")
+var errFilterBudget = errors.New("the node filter is too expensive")
 
 // nodeMatcher answers "does this node name match?" at most once per name
 // (a node's name is asked about in every frame, and by every run of a runs
@@ -148,7 +148,7 @@ func (m *nodeMatcher) match(name string) bool {
 		return false
 	}
 	if !m.deadline.IsZero() && time.Now().After(m.deadline) {
-		m.err = fmt.Errorf("%w: node filter %q took more than %s to match the nodes: simplify it", errFilterBudget, m.expr, filterBudget)
+		m.err = fmt.Errorf("%w: %q took more than %s to match the nodes; simplify it", errFilterBudget, m.expr, filterBudget)
 		return false
 	}
 	v := m.re.MatchString(name)
