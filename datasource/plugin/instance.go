@@ -124,6 +124,10 @@ func Factory(log *slog.Logger) datasource.InstanceFactoryFunc {
 	}
 }
 
+// SettingsErr is what is wrong with the instance's settings, or nil (the
+// instance then runs).
+func (inst *Instance) SettingsErr() error { return inst.settingsErr }
+
 // New starts an instance: the history feed runs until Dispose.
 func New(s Settings, log *slog.Logger) (*Instance, error) {
 	if log == nil {
