@@ -1,7 +1,6 @@
 package topology
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
@@ -43,7 +42,7 @@ const (
 type Layout struct {
 	epoch     uint64
 	placed    map[string]*placement
-	bands     map[string]*band
+	bands     map[bandKey]*band
 	stack     []*band // by top
 	roleLayer map[string]int
 	linked    map[string]bool // the role had an edge when its layer was set
@@ -55,8 +54,21 @@ type placement struct {
 	epoch uint64
 }
 
+// bandKey names a band: an environment ("" ByRole) and a layer.
+type bandKey struct {
+	env   string
+	layer int
+}
+
+func (k bandKey) compare(o bandKey) int {
+	if c := strings.Compare(k.env, o.env); c != 0 {
+		return c
+	}
+	return k.layer - o.layer
+}
+
 type band struct {
-	key   string
+	key   bandKey
 	top   int // first row
 	rows  int
 	slots []string // id in each slot, "" when free
@@ -66,7 +78,7 @@ type band struct {
 
 // NewLayout returns an empty Layout.
 func NewLayout() *Layout {
-	return &Layout{placed: map[string]*placement{}, bands: map[string]*band{},
+	return &Layout{placed: map[string]*placement{}, bands: map[bandKey]*band{},
 		roleLayer: map[string]int{}, linked: map[string]bool{}}
 }
 
@@ -76,7 +88,9 @@ func (l *Layout) Len() int { return len(l.placed) }
 // item is a graph node to place: its id, its band and, for its first
 // placement, the key it is ordered by within the band (then id).
 type item struct {
-	id, band, order string
+	id    string
+	band  bandKey
+	order string
 }
 
 // place gives each item its position and releases the places of the ids
@@ -104,7 +118,13 @@ func (l *Layout) place(items []item) (x, y *data.Field) {
 	// need; then the new nodes in (band, order, id) order.
 	slices.SortFunc(fresh, func(a, b int) int {
 		ia, ib := &items[a], &items[b]
-		return cmpStrings(ia.band, ib.band, ia.order, ib.order, ia.id, ib.id)
+		if c := ia.band.compare(ib.band); c != 0 {
+			return c
+		}
+		if c := strings.Compare(ia.order, ib.order); c != 0 {
+			return c
+		}
+		return strings.Compare(ia.id, ib.id)
 	})
 	for i := 0; i < len(fresh); {
 		key := items[fresh[i]].band
@@ -145,7 +165,7 @@ func (l *Layout) release(id string, pl *placement) {
 
 // newBand makes a band for about n nodes in the first gap of the stack
 // that fits it, or below the last band.
-func (l *Layout) newBand(key string, n int) *band {
+func (l *Layout) newBand(key bandKey, n int) *band {
 	rows := min(max(1, (n+bandWidth-1)/bandWidth), maxBandRows)
 	top, at := 0, len(l.stack)
 	for k, o := range l.stack {
@@ -223,35 +243,43 @@ func (l *Layout) primary(roles []string) string {
 	return best
 }
 
-func layerKey(layer int) string { return fmt.Sprintf("%06d", layer) }
-
 // placeNodes places the rows of a ByNode graph (ids in row order); links
 // are its role links (graph.roleLinks), asked for only when a role has no
 // layer yet.
 func (l *Layout) placeNodes(g *graph, ids []string, links func() [][2]string) (x, y *data.Field) {
-	var need []string
 	for _, n := range g.rows {
-		need = append(need, nodeRoles(n)...)
+		if !l.hasLayers(nodeRoles(n)) {
+			var need []string
+			for _, m := range g.rows {
+				need = append(need, nodeRoles(m)...)
+			}
+			slices.Sort(need)
+			l.setLayers(slices.Compact(need), links())
+			break
+		}
 	}
-	slices.Sort(need)
-	need = slices.Compact(need)
-	l.setLayersLazy(need, links)
 	items := make([]item, len(ids))
 	for p, n := range g.rows {
 		r := l.primary(n.Roles)
-		items[p] = item{id: ids[p], band: n.Environment + "\x00" + layerKey(l.roleLayer[r]), order: r}
+		items[p] = item{id: ids[p], band: bandKey{n.Environment, l.roleLayer[r]}, order: r}
 	}
 	return l.place(items)
+}
+
+func (l *Layout) hasLayers(roles []string) bool {
+	for _, r := range roles {
+		if _, ok := l.roleLayer[r]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // setLayersLazy is setLayers with links computed only when some role of
 // need has no layer yet.
 func (l *Layout) setLayersLazy(need []string, links func() [][2]string) {
-	for _, r := range need {
-		if _, ok := l.roleLayer[r]; !ok {
-			l.setLayers(need, links())
-			return
-		}
+	if !l.hasLayers(need) {
+		l.setLayers(need, links())
 	}
 }
 
@@ -267,7 +295,7 @@ func (l *Layout) placeRoles(ids []string, edges []uint64) (x, y *data.Field) {
 	})
 	items := make([]item, len(ids))
 	for k, r := range ids {
-		items[k] = item{id: r, band: layerKey(l.roleLayer[r]), order: r}
+		items[k] = item{id: r, band: bandKey{layer: l.roleLayer[r]}, order: r}
 	}
 	return l.place(items)
 }
@@ -374,13 +402,4 @@ func components(adj [][]int) []int {
 		}
 	}
 	return comp
-}
-
-func cmpStrings(pairs ...string) int {
-	for k := 0; k+1 < len(pairs); k += 2 {
-		if c := strings.Compare(pairs[k], pairs[k+1]); c != 0 {
-			return c
-		}
-	}
-	return 0
 }

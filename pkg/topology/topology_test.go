@@ -449,3 +449,20 @@ func BenchmarkFrames(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLiveFrames builds frames as a live view does: lean, with a
+// Layout kept from one build to the next.
+func BenchmarkLiveFrames(b *testing.B) {
+	for _, n := range []int{10_000} {
+		fl := benchFleet(n)
+		for _, by := range []GroupBy{ByNode, ByRole} {
+			b.Run(fmt.Sprintf("%s/%d", by, n), func(b *testing.B) {
+				o := Options{Now: now, Config: benchConfig, GroupBy: by, Lean: true, Layout: NewLayout()}
+				b.ReportAllocs()
+				for b.Loop() {
+					Frames(fl, Filter{}, o)
+				}
+			})
+		}
+	}
+}
