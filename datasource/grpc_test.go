@@ -223,9 +223,11 @@ func TestPluginOverGRPC(t *testing.T) {
 	)
 	from, to := now.Add(-time.Hour), now.Add(time.Minute)
 	var frames []*data.Frame
-	waitUntil(t, "both nodes in the topology", 30*time.Second, func() bool {
+	// A node's edges come a generation after it appears (the live view's
+	// frames fit any of their neighbours'): wait for both.
+	waitUntil(t, "both nodes and their edge in the topology", 30*time.Second, func() bool {
 		frames = ds.query(t, p, map[string]any{"queryType": "topology"}, from, to)
-		return len(frames) == 2 && frames[0].Rows() == 2
+		return len(frames) == 2 && frames[0].Rows() == 2 && frames[1].Rows() == 1
 	})
 	nodes, edges := frames[0], frames[1]
 	if got := strings.Join(column(t, nodes, "id"), ","); got != "db-1,web-1" {

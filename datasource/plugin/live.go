@@ -59,9 +59,9 @@ import (
 // Grafana starts its RunStream again. Frames equal to the previous
 // generation's are not sent again (the browser already holds them).
 //
-// A view nobody follows (no RunStream, no recent subscription) starts a
-// fresh sequence when queried: no lingering, every edge; no browser holds
-// frames of its old one.
+// A view nobody follows (no RunStream, no query or subscription in the
+// last subscribeGrace) starts a fresh sequence when queried: no lingering,
+// every edge; no browser holds frames of its old one.
 const (
 	// refreshEvery rebuilds a view that did not change, so "time since
 	// last run" (mainstat) is never more than a minute stale.
@@ -73,8 +73,8 @@ const (
 	// and last generation), so a reloaded dashboard finds its nodes where
 	// they were.
 	idleKeep = 10 * time.Minute
-	// subscribeGrace: a view subscribed to this recently counts as
-	// followed (its RunStream may be on its way).
+	// subscribeGrace: a view queried or subscribed to this recently counts
+	// as followed (its RunStream may be on its way).
 	subscribeGrace = 10 * time.Second
 	// liveBacklog is how many generations a subscriber may fall behind.
 	liveBacklog = 16
@@ -101,17 +101,17 @@ type liveView struct {
 	filter topoFilter
 	match  *nodeMatcher
 
-	mu            sync.Mutex // guards the rest; builds run under it
-	subs          map[*subscriber]struct{}
-	lastSubscribe time.Time
-	lastUsed      time.Time
-	stop          chan struct{} // nil when not running
-	latest        *generation
-	layouts       map[topology.GroupBy]*topology.Layout
-	fleetGen      uint64
-	alertsVer     uint64
-	seq           uint64
-	lastErr       string
+	mu          sync.Mutex // guards the rest; builds run under it
+	subs        map[*subscriber]struct{}
+	lastRequest time.Time // last query or subscription
+	lastUsed    time.Time
+	stop        chan struct{} // nil when not running
+	latest      *generation
+	layouts     map[topology.GroupBy]*topology.Layout
+	fleetGen    uint64
+	alertsVer   uint64
+	seq         uint64
+	lastErr     string
 }
 
 type subscriber struct {
@@ -203,8 +203,9 @@ func (v *liveView) used() time.Time {
 	return v.lastUsed
 }
 
-// followed: some RunStream follows the view, or a subscription was made
-// lately.
+// followed: some RunStream follows the view, or it was queried or
+// subscribed to lately (a browser may hold its frames, and its RunStream
+// may be on the way).
 func (v *liveView) followed(now time.Time) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -212,25 +213,26 @@ func (v *liveView) followed(now time.Time) bool {
 }
 
 func (v *liveView) followedLocked(now time.Time) bool {
-	return len(v.subs) > 0 || now.Sub(v.lastSubscribe) < subscribeGrace
+	return len(v.subs) > 0 || now.Sub(v.lastRequest) < subscribeGrace
 }
 
-// current is the generation a query or a new subscription gets: the
-// latest when the view is followed (the one its subscribers hold), else a
-// fresh one.
-func (v *liveView) current(ctx context.Context, subscribing bool) (*generation, error) {
+// current is the generation a query or a new subscription gets. With
+// subscribers, the latest (the one they hold; the broadcast keeps it
+// fresh). Queried or subscribed to lately, the next generation of the same
+// sequence once the latest is an interval old (a browser may hold the
+// latest and is about to follow). Otherwise a fresh one.
+func (v *liveView) current(ctx context.Context) (*generation, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := time.Now()
 	v.lastUsed = now
 	followed := v.followedLocked(now)
-	if subscribing {
-		v.lastSubscribe = now
-	}
-	if v.latest != nil && followed {
+	v.lastRequest = now
+	if v.latest != nil && followed &&
+		(len(v.subs) > 0 || now.Sub(v.latest.builtAt) < v.inst.settings.LiveInterval || !v.changed(now)) {
 		return v.latest, nil
 	}
-	g, err := v.build(ctx, true)
+	g, err := v.build(ctx, !followed || v.latest == nil)
 	if err != nil {
 		return nil, err
 	}

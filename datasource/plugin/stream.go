@@ -52,7 +52,7 @@ func (inst *Instance) topologyQuery(ctx context.Context, refID string, f topoFil
 		}
 		return frames, err
 	}
-	g, err := v.current(ctx, false)
+	g, err := v.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (inst *Instance) SubscribeStream(ctx context.Context, req *backend.Subscrib
 		inst.log.Warn("live topology subscription refused", "path", req.Path, "err", err)
 		return notFound, nil
 	}
-	g, err := v.current(ctx, true)
+	g, err := v.current(ctx)
 	if err != nil {
 		inst.log.Warn("live topology subscription refused", "path", req.Path, "err", err)
 		return notFound, nil

@@ -192,7 +192,7 @@ func TestPacketIsFrameJSON(t *testing.T) {
 	inst, _ := bareInstance(t, Settings{})
 	applyRun(inst, "web-1", "prod", "web")
 	v, _ := inst.view(topoFilter{})
-	g, err := v.current(context.Background(), false)
+	g, err := v.current(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestLiveViewsCap(t *testing.T) {
 	}
 	// One nobody follows any more (and not subscribed to lately) gives way.
 	views[3].detach(subs[3])
-	views[3].lastSubscribe = time.Time{}
+	views[3].lastRequest = time.Time{}
 	if _, err := inst.view(topoFilter{Roles: []string{"x"}}); err != nil {
 		t.Errorf("with an idle view: %v", err)
 	}
