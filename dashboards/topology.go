@@ -14,8 +14,11 @@ import (
 //
 // The variables filter both datasources: environment (Prometheus label
 // values; the runlens datasource receives them comma-separated), role (empty
-// for every role) and node (the datasource's node regex, empty for every
-// node). Two graphs show the fleet grouped by role and by node.
+// for every role) and node (the datasource's node regex, matched against the
+// whole name, empty for every node). Two graphs show the fleet grouped by
+// role and by node. A node's or a role's data link sets the variable to its
+// id: the datasource anchors the regex, so var-node=web1 shows web1 alone,
+// not web10 too.
 func Topology() (dashboard.Dashboard, error) {
 	filtered := func(refID, queryType string) Query {
 		q := runlens(refID, queryType)
@@ -64,11 +67,11 @@ func Topology() (dashboard.Dashboard, error) {
 			Current(allOption())).
 		WithVariable(dashboard.NewTextBoxVariableBuilder("role").
 			Label("Role").
-			Description("Only nodes with this role (empty: every role).").
+			Description("Only nodes with this role (several: comma-separated; empty: every role).").
 			DefaultValue(dashboard.StringOrMap{String: cog.ToPtr("")})).
 		WithVariable(dashboard.NewTextBoxVariableBuilder("node").
 			Label("Node").
-			Description("Only nodes whose name contains this (the datasource's node filter; empty: every node).").
+			Description("A regular expression (RE2) the whole node name must match, such as web-.* or web-1 (the datasource's node filter; empty: every node).").
 			DefaultValue(dashboard.StringOrMap{String: cog.ToPtr("")}))
 
 	b = b.

@@ -65,6 +65,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	jd, _ := json.Marshal(map[string]any{
 		"amqpUrl": "amqp://guest@127.0.0.1:5672/", "exchange": n.exchange, "stream": n.stream,
 		"replay": "1h", "liveInterval": "1s",
+		"groupByRoleAbove": 1000, // the 300 nodes by node, not grouped by role
 	})
 	inst, err := plugin.Factory(slog.New(slog.NewTextHandler(dsLogs, nil)))(context.Background(), backend.DataSourceInstanceSettings{
 		UID: "runlens-faults", Name: "runlens", JSONData: jd, DecryptedSecureJSONData: map[string]string{"amqpPassword": "guest"},
@@ -100,7 +101,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	var confirmed []confirmedRun
 	retries := 0
 	pubDone := make(chan struct{})
-	const afterRestart = 300 // reports to confirm after the restart (well under topology.MaxNodeGraphNodes)
+	const afterRestart = 300 // reports to confirm after the restart (under the datasource's groupByRoleAbove below)
 	go func() {
 		defer close(pubDone)
 		end := time.Now().Add(-time.Minute).Truncate(time.Second)
@@ -293,7 +294,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		}
 	}
 	waitFor(t, 60*time.Second, 500*time.Millisecond, "the datasource's topology to show the nodes published after the restart", func() (bool, string) {
-		ids, err := topologyNodeIDs(ds, `^rs-p2-`)
+		ids, err := topologyNodeIDs(ds, `rs-p2-.*`) // anchored: the whole name
 		if err != nil {
 			return false, err.Error()
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"sort"
@@ -44,34 +43,17 @@ type alertCache struct {
 	failing bool
 }
 
-// basicAuth adds basic auth to every request.
-type basicAuth struct {
-	user, password string
-	next           http.RoundTripper
-}
-
-func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.SetBasicAuth(b.user, b.password)
-	return b.next.RoundTrip(r)
-}
-
-func httpClient(user, password string, timeout time.Duration) *http.Client {
-	var rt http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
-	if user != "" || password != "" {
-		rt = basicAuth{user: user, password: password, next: rt}
-	}
-	return &http.Client{Transport: rt, Timeout: timeout}
-}
-
 func newAlertmanagerAPI(s Settings) (*amclient.AlertmanagerAPI, error) {
 	u, err := url.Parse(s.AlertmanagerURL)
 	if err != nil {
 		return nil, fmt.Errorf("alertmanagerUrl: %v", err)
 	}
 	base := strings.TrimRight(u.Path, "/") + amclient.DefaultBasePath
-	rt := httptransport.NewWithClient(u.Host, base, []string{u.Scheme},
-		httpClient(s.AlertmanagerUser, s.AlertmanagerPassword, alertsTimeout))
+	c, err := httpClient(s.alertmanagerPeer(), s.Proxy, alertsTimeout)
+	if err != nil {
+		return nil, err
+	}
+	rt := httptransport.NewWithClient(u.Host, base, []string{u.Scheme}, c)
 	return amclient.New(rt, strfmt.Default), nil
 }
 

@@ -76,10 +76,10 @@ func (inst *Instance) changeSets(tr backend.TimeRange, rf runFilter) changeSets 
 		gap = changeset.DefaultGap
 	}
 	grouped := rf
-	grouped.node = nil
+	grouped.node, grouped.f.Node = nil, nil
 	var fleet, changes []*report.Run
 	for _, r := range inst.history.Runs(tr.From.Add(-lookbackGaps*gap), tr.To) {
-		if !topology.MatchEnvironment(rf.environment, r.Environment) {
+		if len(rf.f.Environments) > 0 && !slices.Contains(rf.f.Environments, r.Environment) {
 			continue
 		}
 		fleet = append(fleet, r)
@@ -88,8 +88,8 @@ func (inst *Instance) changeSets(tr backend.TimeRange, rf runFilter) changeSets 
 		}
 	}
 	var roleFilter func(string) bool
-	if rf.role != "" {
-		roleFilter = func(role string) bool { return topology.MatchRoles(rf.role, []string{role}) }
+	if len(rf.f.Roles) > 0 {
+		roleFilter = func(role string) bool { return slices.Contains(rf.f.Roles, role) }
 	}
 	all := changeset.Group(changes, changeset.Options{Gap: gap, RoleFilter: roleFilter,
 		RoleNodes: changeset.RoleNodes(fleet), NodeRuns: changeset.NodeRuns(fleet)})
@@ -102,7 +102,7 @@ func (inst *Instance) changeSets(tr backend.TimeRange, rf runFilter) changeSets 
 		if s.End.Before(tr.From) {
 			continue
 		}
-		if rf.node != nil && !slices.ContainsFunc(s.Nodes, rf.node.MatchString) {
+		if rf.node != nil && !slices.ContainsFunc(s.Nodes, rf.node.match) {
 			continue
 		}
 		cs.sets = append(cs.sets, s)

@@ -107,13 +107,13 @@ func TestChangeSetAnnotations(t *testing.T) {
 
 func TestChangeGapSetting(t *testing.T) {
 	for raw, want := range map[string]time.Duration{"": 30 * time.Minute, "10m": 10 * time.Minute} {
-		s, err := ParseSettings(backend.DataSourceInstanceSettings{JSONData: []byte(`{"amqpUrl":"amqp://h/","changeGap":"` + raw + `"}`)})
+		s, err := ParseSettings(context.Background(), backend.DataSourceInstanceSettings{JSONData: []byte(`{"amqpUrl":"amqp://h/","changeGap":"` + raw + `"}`)})
 		if err != nil || s.ChangeGap != want {
 			t.Errorf("changeGap %q: %v %v, want %v", raw, s.ChangeGap, err, want)
 		}
 	}
 	for _, raw := range []string{"10s", "x", "-5m"} {
-		if _, err := ParseSettings(backend.DataSourceInstanceSettings{JSONData: []byte(`{"amqpUrl":"amqp://h/","changeGap":"` + raw + `"}`)}); err == nil || !strings.Contains(err.Error(), "changeGap") {
+		if _, err := ParseSettings(context.Background(), backend.DataSourceInstanceSettings{JSONData: []byte(`{"amqpUrl":"amqp://h/","changeGap":"` + raw + `"}`)}); err == nil || !strings.Contains(err.Error(), "changeGap") {
 			t.Errorf("changeGap %q: error %v", raw, err)
 		}
 	}

@@ -19,6 +19,9 @@ var errStreamNotFound = errors.New("not found")
 // CheckHealth probes every dependency and names each that is unreachable,
 // with why.
 func (inst *Instance) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequest) (*backend.CheckHealthResult, error) {
+	if inst.settingsErr != nil {
+		return &backend.CheckHealthResult{Status: backend.HealthStatusError, Message: inst.settingsErr.Error()}, nil
+	}
 	s := inst.settings
 	var problems, ok []string
 	err := checkAMQP(ctx, s)
@@ -78,7 +81,8 @@ func checkAMQP(ctx context.Context, s Settings) error {
 	props.SetClientConnectionName("runlens-datasource-health")
 	done := make(chan result, 1)
 	go func() {
-		c, err := amqp.DialConfig(s.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(amqpHealthTimeout), Properties: props})
+		c, err := amqp.DialConfig(s.AMQPURL, amqp.Config{Dial: amqp.DefaultDial(amqpHealthTimeout), Properties: props,
+			TLSClientConfig: s.AMQPTLSConfig.Clone()})
 		done <- result{c, err}
 	}()
 	var r result

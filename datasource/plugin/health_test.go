@@ -92,7 +92,7 @@ func TestSettings(t *testing.T) {
 		raw, _ := json.Marshal(jd)
 		return backend.DataSourceInstanceSettings{UID: "u", JSONData: raw, DecryptedSecureJSONData: sec}
 	}
-	s, err := ParseSettings(base(map[string]any{"amqpUrl": "amqp://runlens@mq:5672/prod"}, map[string]string{"amqpPassword": "p@ss:w/rd"}))
+	s, err := ParseSettings(context.Background(), base(map[string]any{"amqpUrl": "amqp://runlens@mq:5672/prod"}, map[string]string{"amqpPassword": "p@ss:w/rd"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestSettings(t *testing.T) {
 		{map[string]any{"amqpUrl": "amqp://mq/", "alertmanagerUrl": "ftp://am"}, nil, "alertmanagerUrl"},
 		{map[string]any{"amqpUrl": "amqp://mq/", "topology": "web: [db"}, nil, "topology"},
 	} {
-		_, err := ParseSettings(base(tc.jd, tc.sec))
+		_, err := ParseSettings(context.Background(), base(tc.jd, tc.sec))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error naming %q", tc.jd, err, tc.want)
 		}
@@ -127,9 +127,97 @@ func TestSettings(t *testing.T) {
 			t.Errorf("error repeats the password: %v", err)
 		}
 	}
-	// The factory fails with the reason.
-	if _, err := Factory(nil)(context.Background(), base(map[string]any{"amqpUrl": "amqp://mq/", "replay": "x"}, nil)); err == nil ||
-		!strings.Contains(err.Error(), "replay") {
-		t.Errorf("factory: %v", err)
+	// An invalid configuration still makes an instance; its health check
+	// and every query say exactly what is wrong (Grafana shows only
+	// "Plugin health check failed" when the factory fails).
+	i, err := Factory(nil)(context.Background(), base(map[string]any{"amqpUrl": "amqp://mq/", "replay": "x", "topology": "web: [db"},
+		map[string]string{"amqpPassword": "secretpw"}))
+	if err != nil {
+		t.Fatalf("factory: %v", err)
+	}
+	inst := i.(*Instance)
+	defer inst.Dispose()
+	res, err := inst.CheckHealth(context.Background(), &backend.CheckHealthRequest{})
+	if err != nil || res.Status != backend.HealthStatusError {
+		t.Fatalf("health of invalid settings: %+v %v", res, err)
+	}
+	for _, want := range []string{`replay "x" is not a Go duration`, "topology: yaml: line 1", "amqpPassword is set but amqpUrl"} {
+		if !strings.Contains(res.Message, want) {
+			t.Errorf("health message %q lacks %q", res.Message, want)
+		}
+	}
+	q, err := inst.QueryData(context.Background(), &backend.QueryDataRequest{Queries: []backend.DataQuery{
+		{RefID: "A", QueryType: "topology"}, {RefID: "B", QueryType: "runs"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"A", "B"} {
+		if r := q.Responses[ref]; r.Error == nil || r.Error.Error() != res.Message {
+			t.Errorf("query %s error %v, want the health message %q", ref, r.Error, res.Message)
+		}
+	}
+	if sub, err := inst.SubscribeStream(context.Background(), &backend.SubscribeStreamRequest{Path: "topology/x/nodes"}); err != nil ||
+		sub.Status != backend.SubscribeStreamStatusNotFound {
+		t.Errorf("subscribe on invalid settings: %+v %v", sub, err)
+	}
+	if strings.Contains(res.Message, "secretpw") {
+		t.Errorf("message repeats the password: %s", res.Message)
+	}
+}
+
+// Every new setting: its default, and an error naming it and saying why.
+func TestSettingsTLSAndLimits(t *testing.T) {
+	pki := newTestPKI(t)
+	base := func(jd map[string]any, sec map[string]string) backend.DataSourceInstanceSettings {
+		raw, _ := json.Marshal(jd)
+		return backend.DataSourceInstanceSettings{UID: "u", JSONData: raw, DecryptedSecureJSONData: sec}
+	}
+	s, err := ParseSettings(context.Background(), base(map[string]any{
+		"amqpUrl": "amqps://runlens@mq:5671/", "amqpTlsCaCert": pki.caPEM, "amqpTlsClientCert": pki.clientCertPEM,
+		"amqpTlsServerName": "rabbit.internal",
+		"prometheusUrl":     "https://prom:9090", "prometheusTlsSkipVerify": true,
+		"alertmanagerUrl": "https://am:9093", "alertmanagerTlsCaCert": pki.caPEM,
+		"groupByRoleAbove": 50,
+	}, map[string]string{"amqpTlsClientKey": pki.clientKeyPEM}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.AMQPTLSConfig == nil || s.AMQPTLSConfig.RootCAs == nil || len(s.AMQPTLSConfig.Certificates) != 1 || s.AMQPTLSConfig.ServerName != "rabbit.internal" {
+		t.Errorf("AMQP TLS config %+v", s.AMQPTLSConfig)
+	}
+	if !s.PrometheusTLS.SkipVerify || s.AlertmanagerTLS.CACert == "" || s.GroupByRoleAbove != 50 || s.Proxy != nil {
+		t.Errorf("settings %+v", s)
+	}
+	if d, _ := ParseSettings(context.Background(), base(map[string]any{"amqpUrl": "amqp://mq/"}, nil)); d.GroupByRoleAbove != 200 || d.AMQPTLSConfig != nil {
+		t.Errorf("defaults: groupByRoleAbove %d, AMQP TLS %v", d.GroupByRoleAbove, d.AMQPTLSConfig)
+	}
+	for _, tc := range []struct {
+		jd   map[string]any
+		sec  map[string]string
+		want string
+	}{
+		{map[string]any{"amqpUrl": "amqp://mq/", "amqpTlsCaCert": pki.caPEM}, nil, "amqpTls options are set but amqpUrl is not an amqps:// URL"},
+		{map[string]any{"amqpUrl": "amqps://mq/", "amqpTlsCaCert": "junk"}, nil, "amqpTlsCaCert holds no PEM certificate"},
+		{map[string]any{"amqpUrl": "amqps://mq/", "amqpTlsClientCert": pki.clientCertPEM}, nil, "amqpTlsClientCert is set but the secure setting amqpTlsClientKey is not"},
+		{map[string]any{"amqpUrl": "amqps://mq/"}, map[string]string{"amqpTlsClientKey": pki.clientKeyPEM}, "amqpTlsClientKey is set but amqpTlsClientCert is not"},
+		{map[string]any{"amqpUrl": "amqps://mq/", "amqpTlsClientCert": pki.caPEM}, map[string]string{"amqpTlsClientKey": pki.clientKeyPEM}, "amqpTlsClientCert and amqpTlsClientKey: tls: private key does not match public key"},
+		{map[string]any{"amqpUrl": "amqp://mq/", "prometheusUrl": "http://p", "prometheusTlsSkipVerify": true}, nil, "prometheusTls options are set but prometheusUrl is not an https:// URL"},
+		{map[string]any{"amqpUrl": "amqp://mq/", "alertmanagerUrl": "https://a", "alertmanagerTlsCaCert": "x"}, nil, "alertmanagerTlsCaCert holds no PEM certificate"},
+		{map[string]any{"amqpUrl": "amqp://mq/", "groupByRoleAbove": 0}, nil, "groupByRoleAbove 0 is not a whole number"},
+		{map[string]any{"amqpUrl": "amqp://mq/", "groupByRoleAbove": "many"}, nil, "groupByRoleAbove many is not a whole number"},
+		{map[string]any{"amqpUrl": "amqp://mq/", "groupByRoleAbove": 2.5}, nil, "groupByRoleAbove 2.5"},
+		{map[string]any{"amqpUrl": "amqp://mq/", "enableSecureSocksProxy": true}, nil, "enableSecureSocksProxy is set but Grafana's secure socks proxy is not enabled"},
+	} {
+		_, err := ParseSettings(context.Background(), base(tc.jd, tc.sec))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v\n want an error containing %q", tc.jd, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "PRIVATE KEY") {
+			t.Errorf("error quotes the key: %v", err)
+		}
+	}
+	// A number given as a string (provisioning YAML quoting it) is fine.
+	if s, err := ParseSettings(context.Background(), base(map[string]any{"amqpUrl": "amqp://mq/", "groupByRoleAbove": "300"}, nil)); err != nil || s.GroupByRoleAbove != 300 {
+		t.Errorf("groupByRoleAbove \"300\": %d %v", s.GroupByRoleAbove, err)
 	}
 }

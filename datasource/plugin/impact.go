@@ -63,9 +63,13 @@ func (p promClient) QueryRange(ctx context.Context, q string, r promv1.Range) (m
 }
 
 func newPromAPI(s Settings) (promAPI, error) {
+	hc, err := httpClient(s.prometheusPeer(), s.Proxy, promTimeout)
+	if err != nil {
+		return nil, err
+	}
 	c, err := promapi.NewClient(promapi.Config{
 		Address: s.PrometheusURL,
-		Client:  httpClient(s.PrometheusUser, s.PrometheusPassword, promTimeout),
+		Client:  hc,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("prometheusUrl %s: %v", redactHTTP(s.PrometheusURL), err)
@@ -443,7 +447,11 @@ func checkPrometheus(ctx context.Context, s Settings) error {
 	if err != nil {
 		return err
 	}
-	resp, err := httpClient(s.PrometheusUser, s.PrometheusPassword, 5*time.Second).Do(req)
+	hc, err := httpClient(s.prometheusPeer(), s.Proxy, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return unwrapURLError(err)
 	}

@@ -6,8 +6,10 @@
 //   - queries: topology (Node Graph frames), runs (table), changes
 //     (annotations) and impact (changes ranked by the APM error-rate change,
 //     read from Prometheus);
-//   - Grafana Live streams on ds/<uid>/topology/<enc>/{nodes,edges};
-//   - a health check naming whatever is unreachable.
+//   - Grafana Live streams on ds/<uid>/topology/<view>/{nodes,edges}, one
+//     broadcaster per filter (live.go);
+//   - a health check naming whatever is unreachable, or what is wrong with
+//     the settings.
 //
 // Every Grafana server runs its own plugin process with its own stream
 // consumer, so each sees every report.
@@ -45,9 +47,11 @@ const (
 	startupWait = 10 * time.Second
 	// rejectLogEvery rate-limits the log line about rejected reports.
 	rejectLogEvery = time.Minute
-	// expireEvery is how often nodes not heard from within the replay
-	// window are dropped from the live fleet.
-	expireEvery = time.Minute
+	// maxExpireEvery is how often, at most, nodes not heard from within
+	// the replay window are dropped from the live fleet: every quarter of
+	// the window, up to a minute.
+	maxExpireEvery = time.Minute
+	minExpireEvery = 100 * time.Millisecond
 )
 
 var (
@@ -60,8 +64,11 @@ var (
 // Instance is one configured datasource.
 type Instance struct {
 	settings Settings
-	log      *slog.Logger
-	decoder  report.Decoder
+	// settingsErr, when the settings are invalid, is what every health
+	// check and query answers (the instance then runs nothing).
+	settingsErr error
+	log         *slog.Logger
+	decoder     report.Decoder
 
 	fleet   *fleet.State
 	history *fleet.History
@@ -72,6 +79,11 @@ type Instance struct {
 	caughtUp chan struct{}
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	live     liveViews
+	channels *channelRegistry
+	snapMu   sync.Mutex
+	snap     *fleetSnapshot
 
 	// received counts the stream's messages handled (applied or rejected;
 	// counted once done with); see Replayed.
@@ -89,20 +101,32 @@ func NewInstance(ctx context.Context, s backend.DataSourceInstanceSettings) (ins
 	return Factory(slog.New(newSDKHandler()))(ctx, s)
 }
 
-// Factory returns an instance factory logging to log.
+// Factory returns an instance factory logging to log. Invalid settings
+// still make an instance: one whose health check and queries say exactly
+// what is wrong (a failing factory shows only "Plugin health check failed"
+// in Grafana).
 func Factory(log *slog.Logger) datasource.InstanceFactoryFunc {
 	if log == nil {
 		log = slog.Default()
 	}
-	return func(_ context.Context, s backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
-		settings, err := ParseSettings(s)
-		if err != nil {
-			log.Error("invalid datasource settings", "uid", s.UID, "err", err)
-			return nil, err
+	return func(ctx context.Context, s backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
+		settings, err := ParseSettings(ctx, s)
+		if err == nil {
+			var inst *Instance
+			if inst, err = New(settings, log); err == nil {
+				return inst, nil
+			}
 		}
-		return New(settings, log)
+		log.Error("invalid datasource settings", "uid", s.UID, "err", err)
+		return &Instance{settings: Settings{UID: s.UID}, settingsErr: err, log: log.With("uid", s.UID),
+			fleet: fleet.New(fleet.Options{}), history: fleet.NewHistory(fleet.HistoryOptions{}),
+			caughtUp: make(chan struct{}), cancel: func() {}, channels: newChannelRegistry(1)}, nil
 	}
 }
+
+// SettingsErr is what is wrong with the instance's settings, or nil (the
+// instance then runs).
+func (inst *Instance) SettingsErr() error { return inst.settingsErr }
 
 // New starts an instance: the history feed runs until Dispose.
 func New(s Settings, log *slog.Logger) (*Instance, error) {
@@ -117,6 +141,7 @@ func New(s Settings, log *slog.Logger) (*Instance, error) {
 		history:  fleet.NewHistory(fleet.HistoryOptions{MaxRuns: historyMaxRuns, MaxAge: max(s.Replay, time.Hour)}),
 		started:  time.Now(),
 		caughtUp: make(chan struct{}),
+		channels: newChannelRegistry(maxRegistered),
 	}
 	if s.PrometheusURL != "" {
 		p, err := newPromAPI(s)
@@ -143,12 +168,32 @@ func New(s Settings, log *slog.Logger) (*Instance, error) {
 	return inst, nil
 }
 
-// Dispose stops the history feed; Grafana calls it when the settings change
-// or the datasource is deleted.
+// Dispose stops the history feed and the live views; Grafana calls it when
+// the settings change or the datasource is deleted.
 func (inst *Instance) Dispose() {
 	inst.cancel()
+	inst.stopViews()
 	inst.wg.Wait()
 	inst.log.Info("runlens datasource stopped")
+}
+
+// fleetSnapshot is one copy of the fleet, shared by every live view built
+// while the fleet does not change.
+type fleetSnapshot struct {
+	gen   uint64
+	nodes []fleet.Node
+}
+
+// snapshot returns the fleet's generation and a copy of its nodes, sorted
+// by name, shared and read-only.
+func (inst *Instance) snapshot() (uint64, []fleet.Node) {
+	gen := inst.fleet.Generation() // before the copy: at worst the next call copies again
+	inst.snapMu.Lock()
+	defer inst.snapMu.Unlock()
+	if inst.snap == nil || inst.snap.gen != gen {
+		inst.snap = &fleetSnapshot{gen: gen, nodes: inst.fleet.Snapshot()}
+	}
+	return inst.snap.gen, inst.snap.nodes
 }
 
 func (inst *Instance) feed(ctx context.Context) {
@@ -161,6 +206,7 @@ func (inst *Instance) feed(ctx context.Context) {
 		From:           from,
 		Follow:         true,
 		ConnectionName: "runlens-datasource",
+		TLS:            inst.settings.AMQPTLSConfig,
 		Logger:         inst.log,
 		Prepare:        inst.prepare,
 	}, inst.handle, func() {
@@ -242,22 +288,27 @@ func (inst *Instance) handle(m broker.Message) {
 }
 
 // expire drops nodes not heard from within the replay window, so the live
-// topology shows the fleet as it is, not everyone who ever reported.
+// topology shows the fleet as it is, not everyone who ever reported, and
+// live views nobody followed for a while.
 func (inst *Instance) expire(ctx context.Context) {
 	defer inst.wg.Done()
-	if inst.settings.Replay <= 0 {
-		return
+	every := maxExpireEvery
+	if r := inst.settings.Replay; r > 0 {
+		every = min(max(r/4, minExpireEvery), maxExpireEvery)
 	}
-	t := time.NewTicker(expireEvery)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if gone := inst.fleet.Expire(now, inst.settings.Replay); len(gone) > 0 {
-				inst.log.Info("nodes not heard from within the replay window dropped", "count", len(gone))
+			if inst.settings.Replay > 0 {
+				if gone := inst.fleet.Expire(now, inst.settings.Replay); len(gone) > 0 {
+					inst.log.Info("nodes not heard from within the replay window dropped", "count", len(gone))
+				}
 			}
+			inst.sweepViews(now)
 		}
 	}
 }

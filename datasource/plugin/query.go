@@ -3,8 +3,8 @@ package plugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -35,48 +35,71 @@ const (
 
 // queryModel is the query JSON.
 type queryModel struct {
-	QueryType   string `json:"queryType"`
-	Environment string `json:"environment"`
-	Role        string `json:"role"`
-	Node        string `json:"node"` // regular expression (RE2, unanchored)
-	GroupBy     string `json:"groupBy"`
-	Layout      bool   `json:"layout"`
+	QueryType   string       `json:"queryType"`
+	Environment string       `json:"environment"` // a name or a comma list; "" and All values: every one
+	Role        string       `json:"role"`        // likewise
+	Node        string       `json:"node"`        // RE2, anchored (compileNode); "", $__all and .*: every node
+	GroupBy     string       `json:"groupBy"`
+	Layout      layoutOption `json:"layout"`
 }
 
 // runFilter selects runs by environment, role and node regex.
 type runFilter struct {
-	environment, role string
-	node              *regexp.Regexp
+	// role is the role filter when it names one role (pickRole prefers
+	// it), else "".
+	role string
+	f    topology.Filter
+	node *nodeMatcher
 }
 
-func (f runFilter) match(r *report.Run) bool {
-	return topology.MatchEnvironment(f.environment, r.Environment) && topology.MatchRoles(f.role, r.Roles) &&
-		(f.node == nil || f.node.MatchString(r.Node))
-}
-
-// compileNode compiles the node filter; its error names the regex.
-func compileNode(expr string) (*regexp.Regexp, error) {
-	if expr == "" {
-		return nil, nil
-	}
-	re, err := regexp.Compile(expr)
+// newRunFilter reads the query's filters for runs; it starts the node
+// matcher's budget.
+func newRunFilter(m queryModel) (runFilter, error) {
+	envs, err := parseList("environment", m.Environment)
 	if err != nil {
-		return nil, fmt.Errorf("node filter %q is not a valid regular expression: %v", expr, err)
+		return runFilter{}, err
 	}
-	return re, nil
+	roles, err := parseList("role", m.Role)
+	if err != nil {
+		return runFilter{}, err
+	}
+	node, err := newNodeMatcher(normalizeNode(m.Node))
+	if err != nil {
+		return runFilter{}, err
+	}
+	node.begin(0)
+	rf := runFilter{f: topology.Filter{Environments: envs, Roles: roles}, node: node}
+	if node.re != nil {
+		rf.f.Node = node.match
+	}
+	if len(roles) == 1 {
+		rf.role = roles[0]
+	}
+	return rf, nil
 }
+
+// match evaluates the node filter once per node name.
+func (f runFilter) match(r *report.Run) bool {
+	return f.f.MatchFields(r.Environment, r.Roles, r.Node)
+}
+
+// err says whether the node filter ran out of its budget: the matches
+// are then incomplete.
+func (f runFilter) err() error { return f.node.Err() }
 
 // QueryData answers each query on its own: one failing query does not fail
 // the others.
 func (inst *Instance) QueryData(ctx context.Context, req *backend.QueryDataRequest) (*backend.QueryDataResponse, error) {
 	resp := backend.NewQueryDataResponse()
+	if inst.settingsErr != nil {
+		for _, q := range req.Queries {
+			resp.Responses[q.RefID] = backend.ErrDataResponse(backend.StatusBadRequest, inst.settingsErr.Error())
+		}
+		return resp, nil
+	}
 	caughtUp := inst.waitCaughtUp(ctx)
 	for _, q := range req.Queries {
-		r := inst.query(ctx, req.PluginContext, q)
-		if r.Error == nil && !caughtUp {
-			addNotice(r.Frames, inst.replayNotice())
-		}
-		resp.Responses[q.RefID] = r
+		resp.Responses[q.RefID] = inst.query(ctx, req.PluginContext, q, caughtUp)
 	}
 	return resp, nil
 }
@@ -100,7 +123,7 @@ func addNotice(frames data.Frames, n data.Notice) {
 	f.Meta.Notices = append(f.Meta.Notices, n)
 }
 
-func (inst *Instance) query(ctx context.Context, pc backend.PluginContext, q backend.DataQuery) backend.DataResponse {
+func (inst *Instance) query(ctx context.Context, pc backend.PluginContext, q backend.DataQuery, caughtUp bool) backend.DataResponse {
 	var m queryModel
 	if len(q.JSON) > 0 {
 		if err := json.Unmarshal(q.JSON, &m); err != nil {
@@ -114,21 +137,23 @@ func (inst *Instance) query(ctx context.Context, pc backend.PluginContext, q bac
 	if qt == "" {
 		qt = QueryTopology
 	}
-	re, err := compileNode(m.Node)
+	rf, err := newRunFilter(m)
 	if err != nil {
 		return backend.ErrDataResponse(backend.StatusBadRequest, err.Error())
 	}
-	rf := runFilter{environment: m.Environment, role: m.Role, node: re}
 	var frames data.Frames
 	switch qt {
 	case QueryTopology:
-		f := topoFilter{Environment: m.Environment, Role: m.Role, Node: m.Node, GroupBy: m.GroupBy, Layout: m.Layout}
-		if f, err = f.normalize(); err != nil {
-			return backend.ErrDataResponse(backend.StatusBadRequest, err.Error())
+		f, ferr := newTopoFilter(m)
+		if ferr != nil {
+			return backend.ErrDataResponse(backend.StatusBadRequest, ferr.Error())
 		}
-		frames, err = inst.topologyQuery(ctx, f, q.TimeRange.To)
+		// A live view's frames carry the replay state themselves (and
+		// are shared with its stream).
+		frames, err = inst.topologyQuery(ctx, q.RefID, f, q.TimeRange.To)
+		caughtUp = true
 	case QueryRuns:
-		frames = data.Frames{inst.runsFrame(q.TimeRange, rf)}
+		frames, err = inst.runsFrame(ctx, q.TimeRange, rf)
 	case QueryChanges, QueryImpact:
 		groupBy, gerr := changeGroupBy(m.GroupBy)
 		if gerr != nil {
@@ -143,22 +168,41 @@ func (inst *Instance) query(ctx context.Context, pc backend.PluginContext, q bac
 		return backend.ErrDataResponse(backend.StatusBadRequest,
 			fmt.Sprintf("unknown queryType %q (want topology, runs, changes or impact)", qt))
 	}
+	if ferr := rf.err(); ferr != nil {
+		return backend.ErrDataResponse(backend.StatusBadRequest, ferr.Error())
+	}
+	if errors.Is(err, errFilterBudget) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return backend.ErrDataResponse(backend.StatusBadRequest, err.Error())
+	}
 	if err != nil {
 		return backend.ErrDataResponseWithSource(backend.StatusBadGateway, backend.ErrorSourceDownstream, err.Error())
 	}
-	for _, f := range frames {
-		f.RefID = q.RefID
+	for i, f := range frames {
+		if f.RefID != q.RefID {
+			c := *f // live frames are shared: label a copy
+			c.RefID = q.RefID
+			frames[i] = &c
+		}
+	}
+	if !caughtUp {
+		addNotice(frames, inst.replayNotice())
 	}
 	return backend.DataResponse{Frames: frames}
 }
 
 // runsFrame is the table of runs that ended in the range, oldest first.
-func (inst *Instance) runsFrame(tr backend.TimeRange, rf runFilter) *data.Frame {
+func (inst *Instance) runsFrame(ctx context.Context, tr backend.TimeRange, rf runFilter) (data.Frames, error) {
 	var runs []*report.Run
-	for _, r := range inst.history.Runs(tr.From, tr.To) {
+	for i, r := range inst.history.Runs(tr.From, tr.To) {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if rf.match(r) {
 			runs = append(runs, r)
 		}
+	}
+	if err := rf.err(); err != nil {
+		return nil, err
 	}
 	var notices []data.Notice
 	if len(runs) > maxTableRows {
@@ -200,7 +244,7 @@ func (inst *Instance) runsFrame(tr backend.TimeRange, rf runFilter) *data.Frame 
 		data.NewField("roles", nil, roles),
 	)
 	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable, Notices: notices}
-	return f
+	return data.Frames{f}, nil
 }
 
 func runError(r *report.Run) string {

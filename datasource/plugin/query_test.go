@@ -43,8 +43,13 @@ func TestTopologyQuery(t *testing.T) {
 	if got := joined(t, nodes, "color"); got != "red,green,green" {
 		t.Errorf("colors %s, want db-1 failed", got)
 	}
-	if got := joined(t, nodes, "detail__environment"); got != "prod,prod,staging" {
-		t.Errorf("environments %s", got)
+	if got := joined(t, nodes, "subtitle"); got != "prod / db,prod / web,staging / web" {
+		t.Errorf("subtitles %s", got)
+	}
+	// Live frames are lean: the details the subtitle shows, and the long
+	// lists, are in a past range's frames only.
+	if _, i := nodes.FieldByName("detail__environment"); i >= 0 {
+		t.Error("live frame has detail__environment")
 	}
 	if got := joined(t, edges, "source") + ">" + joined(t, edges, "target"); got != "web-1>db-1" {
 		t.Errorf("edges %s (topology web: [db], within prod)", got)
@@ -69,24 +74,41 @@ func TestTopologyQuery(t *testing.T) {
 	}{
 		{map[string]any{"environment": "prod"}, "db-1,web-1"},
 		{map[string]any{"role": "web"}, "web-1,web-2"},
-		{map[string]any{"node": "^web-"}, "web-1,web-2"},
-		{map[string]any{"node": "db|web-2", "environment": "prod"}, "db-1"},
+		// The node regex is anchored: web-1 does not match web-10.
+		{map[string]any{"node": "web-.*"}, "web-1,web-2"},
+		{map[string]any{"node": "web"}, ""},
+		{map[string]any{"node": "web-1"}, "web-1"},
+		{map[string]any{"node": "db-1|web-2", "environment": "prod"}, "db-1"},
+		// Lists and All values, as dashboard variables send them.
+		{map[string]any{"environment": "staging,prod"}, "db-1,web-1,web-2"},
+		{map[string]any{"environment": "$__all", "node": ".*", "role": "All"}, "db-1,web-1,web-2"},
+		{map[string]any{"environment": "*", "node": "$__all", "role": ".*"}, "db-1,web-1,web-2"},
+		{map[string]any{"role": "db, web", "environment": "prod"}, "db-1,web-1"},
 		{map[string]any{"groupBy": "role"}, "db,web"},
 		{map[string]any{"groupBy": "role", "environment": "staging"}, "web"},
 	} {
 		tc.q["queryType"] = "topology"
 		f := mustFrames(t, inst, tc.q, from, to)
-		if got := joined(t, f[0], "id"); got != tc.want {
+		got := ""
+		if f[0].Rows() > 0 {
+			got = joined(t, f[0], "id")
+		}
+		if got != tc.want {
 			t.Errorf("%v: ids %s, want %s", tc.q, got, tc.want)
 		}
 	}
-	// Layout pins positions.
-	f := mustFrames(t, inst, map[string]any{"queryType": "topology", "layout": true}, from, to)
-	if _, i := f[0].FieldByName("fixedX"); i < 0 {
-		t.Errorf("layout: no fixedX field")
+	// Pinned by default (and with the legacy layout: true); "auto" leaves
+	// the layout to the panel, on a channel of its own.
+	if _, i := nodes.FieldByName("fixedX"); i < 0 {
+		t.Errorf("default layout: no fixedX field")
 	}
-	if f[0].Meta.Channel == nodes.Meta.Channel {
-		t.Errorf("layout does not change the channel")
+	f := mustFrames(t, inst, map[string]any{"queryType": "topology", "layout": true}, from, to)
+	if f[0].Meta.Channel != nodes.Meta.Channel {
+		t.Errorf("layout: true is not the default view: %s, %s", f[0].Meta.Channel, nodes.Meta.Channel)
+	}
+	f = mustFrames(t, inst, map[string]any{"queryType": "topology", "layout": "auto"}, from, to)
+	if _, i := f[0].FieldByName("fixedX"); i >= 0 || f[0].Meta.Channel == nodes.Meta.Channel {
+		t.Errorf("layout auto: fixedX present or the same channel %s", f[0].Meta.Channel)
 	}
 
 	// Errors name the culprit.
@@ -97,6 +119,10 @@ func TestTopologyQuery(t *testing.T) {
 	r = query(t, inst, map[string]any{"queryType": "topology", "groupBy": "rack"}, from, to)
 	if r.Error == nil || !strings.Contains(r.Error.Error(), "rack") {
 		t.Errorf("bad groupBy: %v", r.Error)
+	}
+	r = query(t, inst, map[string]any{"queryType": "topology", "layout": "grid"}, from, to)
+	if r.Error == nil || !strings.Contains(r.Error.Error(), `layout "grid"`) {
+		t.Errorf("bad layout: %v", r.Error)
 	}
 	r = query(t, inst, map[string]any{"queryType": "nope"}, from, to)
 	if r.Error == nil || !strings.Contains(r.Error.Error(), "nope") {
@@ -138,10 +164,10 @@ func TestTopologyInThePast(t *testing.T) {
 func TestTopologyTooManyNodesGroupsByRole(t *testing.T) {
 	e := newEnv(t)
 	inst := e.start(t, nil, nil)
-	// Straight into the fleet: publishing 1,501 reports adds nothing to
+	// Straight into the fleet: publishing 201 reports adds nothing to
 	// what the other tests check of the feed.
 	now := time.Now()
-	for i := range topology.MaxNodeGraphNodes + 1 {
+	for i := range topology.NodeGraphLimit + 1 {
 		inst.fleet.Apply(&report.Run{Node: "n" + string(rune('a'+i%26)) + time.Duration(i).String(), Environment: "prod",
 			Roles: []string{"web"}, Status: report.StatusSuccess, End: now, Kind: report.KindRun}, now)
 	}
@@ -152,7 +178,7 @@ func TestTopologyTooManyNodesGroupsByRole(t *testing.T) {
 	if len(f[0].Meta.Notices) == 0 || !strings.Contains(f[0].Meta.Notices[0].Text, "grouped by role") {
 		t.Errorf("notices %+v", f[0].Meta.Notices)
 	}
-	f = mustFrames(t, inst, map[string]any{"queryType": "topology", "node": "^na"}, now.Add(-time.Hour), now)
+	f = mustFrames(t, inst, map[string]any{"queryType": "topology", "node": "na.*"}, now.Add(-time.Hour), now)
 	if f[0].Rows() < 2 || len(f[0].Meta.Notices) != 0 {
 		t.Errorf("filtered below the limit: %d rows, notices %+v", f[0].Rows(), f[0].Meta.Notices)
 	}

@@ -1,14 +1,20 @@
 package plugin
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/backend/proxy"
 
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/changeset"
@@ -28,6 +34,9 @@ const (
 	// minLiveInterval keeps a mistyped "1ms" from turning the stream into a
 	// busy loop.
 	minLiveInterval = 100 * time.Millisecond
+	// DefaultGroupByRoleAbove is the Node Graph panel's own node limit: a
+	// by-node view of more nodes would have some hidden.
+	DefaultGroupByRoleAbove = topology.NodeGraphLimit
 )
 
 // jsonData is the datasource's jsonData as Grafana stores it.
@@ -45,6 +54,33 @@ type jsonData struct {
 	AlertmanagerURL  string `json:"alertmanagerUrl"`
 	AlertmanagerUser string `json:"alertmanagerUser"`
 	Topology         string `json:"topology"`
+
+	AMQPTLSSkipVerify bool   `json:"amqpTlsSkipVerify"`
+	AMQPTLSServerName string `json:"amqpTlsServerName"`
+	AMQPTLSCACert     string `json:"amqpTlsCaCert"`
+	AMQPTLSClientCert string `json:"amqpTlsClientCert"`
+
+	PrometheusTLSSkipVerify bool   `json:"prometheusTlsSkipVerify"`
+	PrometheusTLSCACert     string `json:"prometheusTlsCaCert"`
+	PrometheusTLSClientCert string `json:"prometheusTlsClientCert"`
+
+	AlertmanagerTLSSkipVerify bool   `json:"alertmanagerTlsSkipVerify"`
+	AlertmanagerTLSCACert     string `json:"alertmanagerTlsCaCert"`
+	AlertmanagerTLSClientCert string `json:"alertmanagerTlsClientCert"`
+
+	GroupByRoleAbove json.RawMessage `json:"groupByRoleAbove"`
+}
+
+// TLSSettings are the TLS options of one connection, as set: PEM text.
+type TLSSettings struct {
+	CACert, ClientCert, ClientKey string
+	SkipVerify                    bool
+	ServerName                    string
+}
+
+// IsSet reports whether any option is.
+func (t TLSSettings) IsSet() bool {
+	return t.CACert != "" || t.ClientCert != "" || t.ClientKey != "" || t.SkipVerify || t.ServerName != ""
 }
 
 // Settings are the validated datasource settings. AMQPURL carries the
@@ -69,6 +105,16 @@ type Settings struct {
 	AlertmanagerUser     string
 	AlertmanagerPassword string
 
+	AMQPTLS, PrometheusTLS, AlertmanagerTLS TLSSettings
+	// AMQPTLSConfig is AMQPTLS made into a config (nil: amqp091-go's own,
+	// from the URL's query parameters, for amqps without settings).
+	AMQPTLSConfig *tls.Config
+	// Proxy is Grafana's secure socks proxy for the HTTP clients (nil:
+	// off), from enableSecureSocksProxy.
+	Proxy *proxy.Options
+
+	GroupByRoleAbove int
+
 	Topology topology.Config
 }
 
@@ -76,12 +122,13 @@ type Settings struct {
 func (s Settings) RedactedAMQPURL() string { return broker.RedactURL(s.AMQPURL) }
 
 // ParseSettings validates Grafana's instance settings. Its errors name the
-// setting at fault and never repeat a secret.
-func ParseSettings(is backend.DataSourceInstanceSettings) (Settings, error) {
+// setting at fault, say what is wrong with it, and never repeat a secret.
+// ctx carries Grafana's configuration (for its secure socks proxy).
+func ParseSettings(ctx context.Context, is backend.DataSourceInstanceSettings) (Settings, error) {
 	var jd jsonData
 	if len(is.JSONData) > 0 {
 		if err := json.Unmarshal(is.JSONData, &jd); err != nil {
-			return Settings{}, fmt.Errorf("runlens datasource settings: jsonData is not a valid settings object: %v", err)
+			return Settings{}, &SettingsError{errs: []error{fmt.Errorf("jsonData is not a valid settings object: %v", err)}}
 		}
 	}
 	secure := is.DecryptedSecureJSONData
@@ -94,6 +141,12 @@ func ParseSettings(is backend.DataSourceInstanceSettings) (Settings, error) {
 		ImpactQuery:          orDefault(strings.TrimSpace(jd.ImpactQuery), DefaultImpactQuery),
 		AlertmanagerUser:     jd.AlertmanagerUser,
 		AlertmanagerPassword: secure["alertmanagerPassword"],
+		AMQPTLS: TLSSettings{CACert: jd.AMQPTLSCACert, ClientCert: jd.AMQPTLSClientCert, ClientKey: secure["amqpTlsClientKey"],
+			SkipVerify: jd.AMQPTLSSkipVerify, ServerName: strings.TrimSpace(jd.AMQPTLSServerName)},
+		PrometheusTLS: TLSSettings{CACert: jd.PrometheusTLSCACert, ClientCert: jd.PrometheusTLSClientCert,
+			ClientKey: secure["prometheusTlsClientKey"], SkipVerify: jd.PrometheusTLSSkipVerify},
+		AlertmanagerTLS: TLSSettings{CACert: jd.AlertmanagerTLSCACert, ClientCert: jd.AlertmanagerTLSClientCert,
+			ClientKey: secure["alertmanagerTlsClientKey"], SkipVerify: jd.AlertmanagerTLSSkipVerify},
 	}
 	var errs []error
 	var err error
@@ -120,13 +173,126 @@ func ParseSettings(is backend.DataSourceInstanceSettings) (Settings, error) {
 	}
 	if strings.TrimSpace(jd.Topology) != "" {
 		if s.Topology, err = topology.ParseConfig(jd.Topology); err != nil {
-			errs = append(errs, fmt.Errorf("topology: %v", err))
+			errs = append(errs, err) // "topology: line N: ..."
 		}
 	}
+	if s.GroupByRoleAbove, err = positiveInt("groupByRoleAbove", jd.GroupByRoleAbove, DefaultGroupByRoleAbove); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, s.checkTLS()...)
+	if s.AMQPTLS.IsSet() && strings.HasPrefix(s.AMQPURL, "amqps:") {
+		if s.AMQPTLSConfig, err = tlsConfig("amqpTls", s.AMQPTLS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Proxy, err = proxyOptions(ctx, is); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
-		return Settings{}, fmt.Errorf("runlens datasource settings: %w", errors.Join(errs...))
+		return Settings{}, &SettingsError{errs: errs}
 	}
 	return s, nil
+}
+
+// SettingsError lists every mistake in the settings.
+type SettingsError struct{ errs []error }
+
+func (e *SettingsError) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return "invalid runlens datasource settings: " + strings.Join(msgs, "; ")
+}
+
+func (e *SettingsError) Unwrap() []error { return e.errs }
+
+// checkTLS finds TLS options that the URL they belong to would ignore, and
+// a client certificate without its key (or the reverse).
+func (s *Settings) checkTLS() []error {
+	var errs []error
+	for _, c := range []struct {
+		prefix, urlName, url, scheme string
+		t                            TLSSettings
+	}{
+		{"amqpTls", "amqpUrl", s.AMQPURL, "amqps", s.AMQPTLS},
+		{"prometheusTls", "prometheusUrl", s.PrometheusURL, "https", s.PrometheusTLS},
+		{"alertmanagerTls", "alertmanagerUrl", s.AlertmanagerURL, "https", s.AlertmanagerTLS},
+	} {
+		if !c.t.IsSet() || c.url == "" {
+			continue
+		}
+		if !strings.HasPrefix(c.url, c.scheme+":") {
+			errs = append(errs, fmt.Errorf("%s options are set but %s is not an %s:// URL, so they would not be used", c.prefix, c.urlName, c.scheme))
+			continue
+		}
+		if c.prefix != "amqpTls" { // the AMQP config is built by ParseSettings itself
+			if _, err := tlsConfig(c.prefix, c.t); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errs
+}
+
+// tlsConfig checks and builds a TLS configuration; its errors name the
+// settings (prefix + CaCert, ClientCert, ClientKey) and never quote a key.
+func tlsConfig(prefix string, t TLSSettings) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.SkipVerify, ServerName: t.ServerName} // #nosec G402 -- skip-verify is the user's explicit setting
+	if strings.TrimSpace(t.CACert) != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(t.CACert)) {
+			return nil, fmt.Errorf("%sCaCert holds no PEM certificate (-----BEGIN CERTIFICATE-----)", prefix)
+		}
+		cfg.RootCAs = pool
+	}
+	hasCert, hasKey := strings.TrimSpace(t.ClientCert) != "", strings.TrimSpace(t.ClientKey) != ""
+	switch {
+	case hasCert && !hasKey:
+		return nil, fmt.Errorf("%sClientCert is set but the secure setting %sClientKey is not", prefix, prefix)
+	case hasKey && !hasCert:
+		return nil, fmt.Errorf("the secure setting %sClientKey is set but %sClientCert is not", prefix, prefix)
+	case hasCert:
+		cert, err := tls.X509KeyPair([]byte(t.ClientCert), []byte(t.ClientKey))
+		if err != nil {
+			// crypto/tls's messages name the problem, never the key's bytes.
+			return nil, fmt.Errorf("%sClientCert and %sClientKey: %v", prefix, prefix, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// proxyOptions reads Grafana's secure socks proxy option
+// (enableSecureSocksProxy) the SDK's way, and fails when the datasource
+// asks for the proxy but Grafana has not enabled it, rather than connect
+// directly.
+func proxyOptions(ctx context.Context, is backend.DataSourceInstanceSettings) (*proxy.Options, error) {
+	opts, err := is.ProxyOptionsFromContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("enableSecureSocksProxy: %v", err)
+	}
+	if opts == nil {
+		return nil, nil
+	}
+	if opts.ClientCfg == nil {
+		return nil, errors.New("enableSecureSocksProxy is set but Grafana's secure socks proxy is not enabled " +
+			"([secure_socks_datasource_proxy] enabled = true in grafana.ini)")
+	}
+	return opts, nil
+}
+
+// positiveInt reads a whole number >= 1 given as a JSON number or string.
+func positiveInt(name string, raw json.RawMessage, def int) (int, error) {
+	text := strings.Trim(strings.TrimSpace(string(raw)), `"`)
+	if text == "" || text == "null" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
+	if err != nil || f != math.Trunc(f) || f < 1 || f > 1e9 {
+		return 0, fmt.Errorf("%s %s is not a whole number from 1 to 1000000000", name, text)
+	}
+	return int(f), nil
 }
 
 // amqpURL checks jsonData amqpUrl and puts the password from secureJsonData

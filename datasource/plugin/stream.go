@@ -2,12 +2,9 @@ package plugin
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
@@ -18,166 +15,143 @@ import (
 	"github.com/runlens/runlens/pkg/topology"
 )
 
-// topoFilter is what a topology view depends on; its JSON, base64url
-// without padding, is the <enc> part of the live channel path
-// topology/<enc>/nodes (or /edges).
-type topoFilter struct {
-	Environment string `json:"environment,omitempty"`
-	Role        string `json:"role,omitempty"`
-	Node        string `json:"node,omitempty"`
-	GroupBy     string `json:"groupBy,omitempty"`
-	Layout      bool   `json:"layout,omitempty"`
-}
+// maxStaticEdges bounds the edges of a topology answered without Live (a
+// past time range), where frames go over HTTP rather than the WebSocket.
+const maxStaticEdges = 500_000
 
-func (f topoFilter) normalize() (topoFilter, error) {
-	switch f.GroupBy {
-	case "", string(topology.ByNode):
-		f.GroupBy = string(topology.ByNode)
-	case string(topology.ByRole):
-	default:
-		return f, fmt.Errorf("groupBy %q: want node or role", f.GroupBy)
-	}
-	if _, err := compileNode(f.Node); err != nil {
-		return f, err
-	}
-	return f, nil
-}
-
-// Frame kinds at the end of a channel path.
-const (
-	pathNodes = "nodes"
-	pathEdges = "edges"
-)
-
-// streamPath is topology/<enc>/<kind>.
-func (f topoFilter) streamPath(kind string) string {
-	b, _ := json.Marshal(f)
-	return "topology/" + base64.RawURLEncoding.EncodeToString(b) + "/" + kind
-}
-
-// parseStreamPath decodes and validates a channel path.
-func parseStreamPath(path string) (topoFilter, string, error) {
-	parts := strings.Split(path, "/")
-	if len(parts) != 3 || parts[0] != "topology" || (parts[2] != pathNodes && parts[2] != pathEdges) {
-		return topoFilter{}, "", fmt.Errorf("unknown channel path %q (want topology/<filters>/nodes or /edges)", path)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return topoFilter{}, "", fmt.Errorf("channel path %q: filters are not base64url: %v", path, err)
-	}
-	var f topoFilter
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return topoFilter{}, "", fmt.Errorf("channel path %q: filters are not a filter object: %v", path, err)
-	}
-	if f, err = f.normalize(); err != nil {
-		return topoFilter{}, "", fmt.Errorf("channel path %q: %v", path, err)
-	}
-	return f, parts[2], nil
-}
-
-// channel is the full channel id of a view, or "" when it does not fit
-// Grafana Live's limits (160 characters, restricted alphabet).
-func (inst *Instance) channel(f topoFilter, kind string) string {
-	ch := live.Channel{Scope: live.ScopeDatasource, Namespace: inst.settings.UID, Path: f.streamPath(kind)}
-	id := ch.String()
-	if _, err := live.ParseChannel(id); err != nil {
-		return ""
-	}
-	return id
-}
-
-// topologyQuery answers a topology query: the fleet now (live, with a
-// channel) when the range ends at now, else the fleet as it was at to.
-func (inst *Instance) topologyQuery(ctx context.Context, f topoFilter, to time.Time) (data.Frames, error) {
+// topologyQuery answers a topology query: the live view (its latest
+// generation, with its two channels) when the range ends at now, else the
+// fleet as it was at to.
+func (inst *Instance) topologyQuery(ctx context.Context, refID string, f topoFilter, to time.Time) (data.Frames, error) {
 	now := time.Now()
-	liveView := to.IsZero() || !to.Before(now.Add(-pastSlack))
-	at := now
-	if !liveView {
-		at = to
+	if !to.IsZero() && to.Before(now.Add(-pastSlack)) {
+		return inst.staticTopology(ctx, f, inst.history.StateAt(to, fleet.Options{KeepChanges: keepChanges}).Snapshot(), to, true)
 	}
-	nodes, edges, notices := inst.topologyFrames(ctx, f, at, liveView)
-	if liveView {
-		nc, ec := inst.channel(f, pathNodes), inst.channel(f, pathEdges)
-		if nc == "" || ec == "" {
-			notices = append(notices, data.Notice{Severity: data.NoticeSeverityInfo,
-				Text: "the filters are too long for a Grafana Live channel: this view does not update by itself"})
-		} else {
-			nodes.Meta.Channel, edges.Meta.Channel = nc, ec
+	cv := channelView{RefID: refID, Filter: f}
+	nodesPath, edgesPath, hashed := channelPaths(inst.settings.UID, cv)
+	nodesCh, edgesCh := channelID(inst.settings.UID, nodesPath), channelID(inst.settings.UID, edgesPath)
+	var why string
+	if _, err := live.ParseChannel(edgesCh); err != nil {
+		why = fmt.Sprintf("the datasource UID %q is too long for a Grafana Live channel", inst.settings.UID)
+	}
+	var v *liveView
+	if why == "" {
+		var err error
+		if v, err = inst.view(f); errors.Is(err, errTooManyViews) {
+			why = err.Error()
+		} else if err != nil {
+			return nil, err
 		}
 	}
-	nodes.Meta.Notices = append(nodes.Meta.Notices, notices...)
-	return data.Frames{nodes, edges}, nil
-}
-
-// topologyFrames builds both Node Graph frames for f, as of at (the live
-// fleet, with the Alertmanager overlay, when liveView).
-func (inst *Instance) topologyFrames(ctx context.Context, f topoFilter, at time.Time, liveView bool) (nodes, edges *data.Frame, notices []data.Notice) {
-	re, _ := compileNode(f.Node) // validated by normalize
-	var snapshot []fleet.Node
-	if liveView {
-		snapshot = inst.fleet.Snapshot()
-	} else {
-		snapshot = inst.history.StateAt(at, fleet.Options{KeepChanges: keepChanges}).Snapshot()
-		if r := inst.settings.Replay; r > 0 {
-			// As the live view expires them: nodes not heard from within
-			// the replay window before at are gone.
-			snapshot = slices.DeleteFunc(snapshot, func(n fleet.Node) bool { return n.Seen.Before(at.Add(-r)) })
+	if why != "" {
+		_, nodes := inst.snapshot()
+		frames, err := inst.staticTopology(ctx, f, nodes, now, false)
+		if err == nil {
+			frames[0].Meta.Notices = append(frames[0].Meta.Notices, data.Notice{Severity: data.NoticeSeverityInfo,
+				Text: why + ": this view does not update by itself"})
 		}
+		return frames, err
 	}
-	opts := topology.Options{
-		Filter:  topology.Filter{Environment: f.Environment, Role: f.Role, Node: re},
-		GroupBy: topology.GroupBy(f.GroupBy),
-		Config:  inst.settings.Topology,
-		Now:     at,
-		Layout:  f.Layout,
-	}
-	if liveView && inst.alerts != nil {
-		opts.Alerts = inst.alerts.forNodes(ctx, snapshot)
-	}
-	if opts.GroupBy == topology.ByNode {
-		if n := countMatching(snapshot, opts.Filter); n > topology.MaxNodeGraphNodes {
-			opts.GroupBy = topology.ByRole
-			notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
-				Text: fmt.Sprintf("%d nodes match, more than the %d a Node Graph can show: grouped by role instead; "+
-					"filter by environment, role or node to see nodes", n, topology.MaxNodeGraphNodes)})
-		}
-	}
-	nodes, edges = topology.Frames(snapshot, opts)
-	for _, fr := range []*data.Frame{nodes, edges} {
-		if fr.Meta == nil {
-			fr.Meta = &data.FrameMeta{}
-		}
-		fr.Meta.PreferredVisualization = data.VisTypeNodeGraph
-	}
-	return nodes, edges, notices
-}
-
-func countMatching(nodes []fleet.Node, f topology.Filter) int {
-	n := 0
-	for i := range nodes {
-		if f.Match(&nodes[i]) {
-			n++
-		}
-	}
-	return n
-}
-
-// SubscribeStream accepts valid topology paths and hands the subscriber the
-// current frame of that path.
-func (inst *Instance) SubscribeStream(ctx context.Context, req *backend.SubscribeStreamRequest) (*backend.SubscribeStreamResponse, error) {
-	f, kind, err := parseStreamPath(req.Path)
+	g, err := v.current(ctx)
 	if err != nil {
-		inst.log.Debug("subscription refused", "path", req.Path, "err", err)
-		return &backend.SubscribeStreamResponse{Status: backend.SubscribeStreamStatusNotFound}, nil
+		return nil, err
 	}
-	frame := inst.liveFrame(ctx, f, kind)
-	initial, err := backend.NewInitialFrame(frame, data.IncludeAll)
+	if hashed {
+		inst.channels.register(cv)
+	}
+	return data.Frames{labelled(g.nodes, refID, nodesCh), labelled(g.edges, refID, edgesCh)}, nil
+}
+
+// staticTopology builds the frames of a view once, from nodes as of at:
+// all the node details, a fresh layout. past drops the nodes not heard
+// from within the replay window before at, as the live view expires them.
+func (inst *Instance) staticTopology(ctx context.Context, f topoFilter, nodes []fleet.Node, at time.Time, past bool) (data.Frames, error) {
+	if r := inst.settings.Replay; past && r > 0 {
+		nodes = slices.DeleteFunc(nodes, func(n fleet.Node) bool { return n.Seen.Before(at.Add(-r)) })
+	}
+	m, err := newNodeMatcher(f.Node)
+	if err != nil {
+		return nil, err
+	}
+	m.begin(0)
+	var nodeFilter func(string) bool
+	if m.re != nil {
+		nodeFilter = m.match
+	}
+	sel, err := topology.Select(ctx, nodes, topology.Filter{Environments: f.Environments, Roles: f.Roles, Node: nodeFilter})
+	if err == nil {
+		err = m.Err()
+	}
+	if err != nil {
+		return nil, err
+	}
+	var notices []data.Notice
+	opts := topology.Options{GroupBy: f.groupBy(), Config: inst.settings.Topology, Now: at, MaxEdges: maxStaticEdges}
+	if opts.GroupBy == topology.ByNode && sel.Len() > inst.settings.GroupByRoleAbove {
+		opts.GroupBy = topology.ByRole
+		notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
+			Text: groupedNotice(inst.settings.GroupByRoleAbove)})
+	}
+	if f.pinned() {
+		opts.Layout = topology.NewLayout()
+	}
+	res, err := topology.Build(ctx, sel, opts)
+	if errors.Is(err, topology.ErrTooManyEdges) {
+		opts.GroupBy = topology.ByRole
+		notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning,
+			Text: fmt.Sprintf("%d nodes match with more than %d edges between them: grouped by role instead", sel.Len(), maxStaticEdges)})
+		res, err = topology.Build(ctx, sel, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Nodes.Meta.Notices = notices
+	return data.Frames{res.Nodes, res.Edges}, nil
+}
+
+// SubscribeStream accepts the channels of topology views and hands the
+// subscriber the view's current frame: the latest generation when the
+// view is followed, so it fits what its other channel sends.
+func (inst *Instance) SubscribeStream(ctx context.Context, req *backend.SubscribeStreamRequest) (*backend.SubscribeStreamResponse, error) {
+	notFound := &backend.SubscribeStreamResponse{Status: backend.SubscribeStreamStatusNotFound}
+	if inst.settingsErr != nil {
+		return notFound, nil
+	}
+	cv, kind, err := parseChannelPath(req.Path, inst.channels)
+	if err != nil {
+		inst.logRefused(req.Path, err)
+		return notFound, nil
+	}
+	v, err := inst.view(cv.Filter)
+	if err != nil {
+		inst.log.Warn("live topology subscription refused", "path", req.Path, "err", err)
+		return notFound, nil
+	}
+	g, err := v.current(ctx)
+	if err != nil {
+		inst.log.Warn("live topology subscription refused", "path", req.Path, "err", err)
+		return notFound, nil
+	}
+	b, err := g.packet(kind, cv.RefID, channelID(inst.settings.UID, req.Path))
+	if err != nil {
+		return nil, err
+	}
+	initial, err := backend.NewInitialData(b)
 	if err != nil {
 		return nil, err
 	}
 	return &backend.SubscribeStreamResponse{Status: backend.SubscribeStreamStatusOK, InitialData: initial}, nil
+}
+
+// logRefused logs why a channel path is refused: at warning level when a
+// hashed path names a view this process does not know (it is a real
+// channel, the user sees no updates), at debug level otherwise.
+func (inst *Instance) logRefused(path string, err error) {
+	if errors.Is(err, errUnknownView) {
+		inst.log.Warn("live topology subscription refused", "path", path, "err", err)
+		return
+	}
+	inst.log.Debug("live topology subscription refused", "path", path, "err", err)
 }
 
 // PublishStream: the channels are read-only.
@@ -185,52 +159,60 @@ func (inst *Instance) PublishStream(context.Context, *backend.PublishStreamReque
 	return &backend.PublishStreamResponse{Status: backend.PublishStreamStatusPermissionDenied}, nil
 }
 
-// liveFrame is the current frame (nodes or edges) of a live view.
-func (inst *Instance) liveFrame(ctx context.Context, f topoFilter, kind string) *data.Frame {
-	nodes, edges, notices := inst.topologyFrames(ctx, f, time.Now(), true)
-	nodes.Meta.Notices = append(nodes.Meta.Notices, notices...)
-	nodes.Meta.Channel, edges.Meta.Channel = inst.channel(f, pathNodes), inst.channel(f, pathEdges)
-	if kind == pathEdges {
-		return edges
-	}
-	return nodes
-}
-
-// RunStream sends the path's frame whenever the fleet (or the alert overlay)
-// changed, checking every liveInterval: at most one frame per interval,
-// however many reports arrived in it.
+// RunStream follows the view of the path: it sends the view's latest
+// frame of its kind, then every generation's (skipping those equal to the
+// one before), until Grafana cancels ctx.
 func (inst *Instance) RunStream(ctx context.Context, req *backend.RunStreamRequest, sender *backend.StreamSender) error {
-	f, kind, err := parseStreamPath(req.Path)
+	if inst.settingsErr != nil {
+		return inst.settingsErr
+	}
+	cv, kind, err := parseChannelPath(req.Path, inst.channels)
 	if err != nil {
+		inst.logRefused(req.Path, err)
 		return err
 	}
+	v, err := inst.view(cv.Filter)
+	if err != nil {
+		return fmt.Errorf("channel %s: %w", req.Path, err)
+	}
+	s, err := v.attach(ctx, kind, cv.RefID, channelID(inst.settings.UID, req.Path))
+	if err != nil {
+		return fmt.Errorf("channel %s: %w", req.Path, err)
+	}
+	defer v.detach(s)
 	inst.log.Debug("stream started", "path", req.Path)
 	defer inst.log.Debug("stream stopped", "path", req.Path)
-	lastGen := inst.fleet.Generation()
-	lastAlerts := inst.alertsVersion()
-	t := time.NewTicker(inst.settings.LiveInterval)
-	defer t.Stop()
+	var last *generation
 	for {
+		var g *generation
+		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case g, ok = <-s.ch:
 		}
-		if inst.alerts != nil {
-			inst.alerts.refresh(ctx)
+		if !ok {
+			if s.behind {
+				return fmt.Errorf("channel %s: the stream fell %d frames behind", req.Path, liveBacklog)
+			}
+			return nil
 		}
-		gen, av := inst.fleet.Generation(), inst.alertsVersion()
-		if gen == lastGen && av == lastAlerts {
+		if last != nil && (g.seq == last.seq || g.seq == last.seq+1 && g.same(kind)) {
+			last = g
 			continue
 		}
-		frame := inst.liveFrame(ctx, f, kind)
-		if err := sender.SendFrame(frame, data.IncludeAll); err != nil {
+		b, err := g.packet(kind, s.refID, s.channel)
+		if err != nil {
+			return err
+		}
+		if err := sender.SendBytes(b); err != nil {
 			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 				return nil
 			}
 			return fmt.Errorf("send frame on %s: %w", req.Path, err)
 		}
-		lastGen, lastAlerts = gen, av
+		liveStats.sends.Add(1)
+		last = g
 	}
 }
 

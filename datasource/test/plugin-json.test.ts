@@ -46,7 +46,7 @@ describe('plugin.json', () => {
       annotations: true,
       metrics: true,
       alerting: false,
-      dependencies: { grafanaDependency: '>=10.4.0', plugins: [] },
+      dependencies: { grafanaDependency: '>=11.1.0', plugins: [] },
     });
     expect(pluginJson.info.logos).toEqual({ small: 'img/logo.svg', large: 'img/logo.svg' });
     expect(readFileSync(resolve(root, pluginJson.info.logos.small), 'utf8')).toMatch(/<svg[\s>]/);

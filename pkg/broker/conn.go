@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -100,12 +101,24 @@ func validateURL(raw string) error {
 // dial opens an AMQP connection. Unlike amqp.Dial it gives up promptly when
 // ctx is cancelled, also during the TLS and AMQP handshakes.
 func dial(ctx context.Context, rawURL, connName string) (*amqp.Connection, error) {
-	return dialWrapped(ctx, rawURL, connName, nil)
+	return dialConn(ctx, rawURL, connName, nil, nil)
+}
+
+// dialTLS is dial with a TLS configuration for amqps:// URLs (nil: the
+// one amqp091-go makes from the URL's query parameters). amqp091-go sets
+// the server name in the configuration it is given, so it gets a clone.
+func dialTLS(ctx context.Context, rawURL, connName string, tlsCfg *tls.Config) (*amqp.Connection, error) {
+	return dialConn(ctx, rawURL, connName, tlsCfg, nil)
 }
 
 // dialWrapped is dial with the TCP connection wrapped by wrap (if not nil)
 // below TLS and AMQP.
 func dialWrapped(ctx context.Context, rawURL, connName string, wrap func(net.Conn) net.Conn) (*amqp.Connection, error) {
+	return dialConn(ctx, rawURL, connName, nil, wrap)
+}
+
+// dialConn is dial with both options of dialTLS and dialWrapped.
+func dialConn(ctx context.Context, rawURL, connName string, tlsCfg *tls.Config, wrap func(net.Conn) net.Conn) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(connName)
 
@@ -136,6 +149,7 @@ func dialWrapped(ctx context.Context, rawURL, connName string, wrap func(net.Con
 			return c, nil
 		},
 	}
+	cfg.TLSClientConfig = tlsCfg.Clone() // nil stays nil
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,10 @@ type ReplayConfig struct {
 	// already handed to h before a reconnect, which the stream sends
 	// again, or a session that ended first).
 	Prepare func(body []byte) any
+	// TLS, if set, is the TLS configuration of an amqps:// URL (CA, client
+	// certificate, server name), instead of the URL's cacertfile, certfile
+	// and keyfile parameters. Each connection gets a clone.
+	TLS *tls.Config
 }
 
 func (c ReplayConfig) defaults() ReplayConfig {
@@ -139,7 +144,7 @@ type replayer struct {
 // nil because it caught up without Follow; a cancelled ctx is reported
 // through ctx.
 func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Duration, err error) {
-	conn, err := dial(ctx, r.cfg.URL, r.cfg.ConnectionName)
+	conn, err := dialTLS(ctx, r.cfg.URL, r.cfg.ConnectionName, r.cfg.TLS)
 	if err != nil {
 		return false, 0, err
 	}

@@ -93,7 +93,7 @@ func checkMeta(t *testing.T, f *data.Frame, name string) {
 }
 
 func TestFramesByNodeFields(t *testing.T) {
-	nodes, edges := Frames(testFleet(), Options{Now: now, Config: testConfig,
+	nodes, edges := Frames(testFleet(), Filter{}, Options{Now: now, Config: testConfig,
 		Alerts: map[string][]string{"db-1": {"DiskFull", "HighLoad"}}})
 	checkMeta(t, nodes, "nodes")
 	checkMeta(t, edges, "edges")
@@ -135,7 +135,7 @@ func TestFramesByNodeFields(t *testing.T) {
 		t.Errorf("fields = %v, want exactly %d", names, len(want))
 	}
 	if _, i := nodes.FieldByName("fixedX"); i >= 0 {
-		t.Error("fixedX without Layout")
+		t.Error("fixedX without a Layout")
 	}
 	// app-1's failed last run is shown in its details but it is converging.
 	// db-1 depends on itself (by name and by role): no self edge.
@@ -158,21 +158,21 @@ func TestFramesFilter(t *testing.T) {
 	}{
 		{"all", Filter{}, []string{"app-1", "app-2", "cache-1", "db-1", "web-1", "web-2"},
 			[]string{"app-1->db-1", "web-1->app-1", "web-1->cache-1", "web-2->app-2"}},
-		{"env", Filter{Environment: "prod"}, []string{"app-1", "cache-1", "db-1", "web-1"},
+		{"env", Filter{Environments: []string{"prod"}}, []string{"app-1", "cache-1", "db-1", "web-1"},
 			[]string{"app-1->db-1", "web-1->app-1", "web-1->cache-1"}},
-		{"env none", Filter{Environment: "dev"}, nil, nil},
-		{"role", Filter{Role: "web"}, []string{"web-1", "web-2"}, nil},
-		{"role base", Filter{Role: "base"}, []string{"web-1"}, nil},
-		{"role none", Filter{Role: NoRole}, nil, nil},
-		{"regex", Filter{Node: regexp.MustCompile(`^(web-1|app)`)}, []string{"app-1", "app-2", "web-1"},
+		{"env none", Filter{Environments: []string{"dev"}}, nil, nil},
+		{"role", Filter{Roles: []string{"web"}}, []string{"web-1", "web-2"}, nil},
+		{"role base", Filter{Roles: []string{"base"}}, []string{"web-1"}, nil},
+		{"role none", Filter{Roles: []string{NoRole}}, nil, nil},
+		{"regex", Filter{Node: regexp.MustCompile(`^(web-1|app)`).MatchString}, []string{"app-1", "app-2", "web-1"},
 			[]string{"web-1->app-1"}},
-		{"regex unanchored", Filter{Node: regexp.MustCompile(`-2`)}, []string{"app-2", "web-2"},
+		{"regex unanchored", Filter{Node: regexp.MustCompile(`-2`).MatchString}, []string{"app-2", "web-2"},
 			[]string{"web-2->app-2"}},
-		{"all three", Filter{Environment: "prod", Role: "app", Node: regexp.MustCompile(`1`)}, []string{"app-1"}, nil},
+		{"all three", Filter{Environments: []string{"prod"}, Roles: []string{"app"}, Node: regexp.MustCompile(`1`).MatchString}, []string{"app-1"}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			nodes, edges := Frames(testFleet(), Options{Now: now, Config: testConfig, Filter: c.f})
+			nodes, edges := Frames(testFleet(), c.f, Options{Now: now, Config: testConfig})
 			var ids []string
 			if nodes.Rows() > 0 {
 				ids = strs(t, nodes, "id")
@@ -191,7 +191,7 @@ func TestFramesFilter(t *testing.T) {
 
 func TestFilterMatchNoRoles(t *testing.T) {
 	n := &fleet.Node{Name: "x", Environment: "prod"}
-	if !(Filter{Role: NoRole}).Match(n) || (Filter{Role: "web"}).Match(n) || !(Filter{}).Match(n) {
+	if !(Filter{Roles: []string{NoRole}}).Match(n) || (Filter{Roles: []string{"web"}}).Match(n) || !(Filter{}).Match(n) {
 		t.Fatal("role filter on a node without roles")
 	}
 }
@@ -220,7 +220,7 @@ func TestEdgesRules(t *testing.T) {
 			Config{}, Filter{}, []string{"a->db"}},
 		{"filtered-out node name stays a node name", []fleet.Node{
 			n("a", "prod", nil, "db"), n("db", "dev", nil), n("d1", "prod", []string{"db"})},
-			Config{}, Filter{Environment: "prod"}, nil},
+			Config{}, Filter{Environments: []string{"prod"}}, nil},
 		{"role prefix over a node name", []fleet.Node{
 			n("a", "prod", nil, "role:db"), n("db", "prod", nil), n("d1", "prod", []string{"db"})},
 			Config{}, Filter{}, []string{"a->d1"}},
@@ -239,7 +239,7 @@ func TestEdgesRules(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, edges := Frames(c.nodes, Options{Now: now, Config: c.cfg, Filter: c.filter})
+			_, edges := Frames(c.nodes, c.filter, Options{Now: now, Config: c.cfg})
 			if got := edgeIDs(t, edges); !reflect.DeepEqual(got, c.want) {
 				t.Errorf("edges = %v, want %v", got, c.want)
 			}
@@ -249,14 +249,15 @@ func TestEdgesRules(t *testing.T) {
 
 func TestFramesByRole(t *testing.T) {
 	fl := append(testFleet(), fleet.Node{Name: "lonely", Environment: "prod", Last: last(report.StatusSuccess, 0, 0)})
-	nodes, edges := Frames(fl, Options{Now: now, GroupBy: ByRole, Config: testConfig,
+	nodes, edges := Frames(fl, Filter{}, Options{Now: now, GroupBy: ByRole, Config: testConfig,
 		Alerts: map[string][]string{"db-1": {"DiskFull"}}})
 	checkMeta(t, nodes, "nodes")
 	checkMeta(t, edges, "edges")
 	want := map[string][]any{
-		"id":              {"(none)", "app", "base", "cache", "db", "web"},
-		"title":           {"(none)", "app", "base", "cache", "db", "web"},
-		"subtitle":        {"1 node", "2 nodes", "1 node", "1 node", "1 node", "2 nodes"},
+		"id":    {"(none)", "app", "base", "cache", "db", "web"},
+		"title": {"(none)", "app", "base", "cache", "db", "web"},
+		// The environment when all the role's nodes are in one.
+		"subtitle":        {"prod / 1 node", "2 nodes", "prod / 1 node", "prod / 1 node", "prod / 1 node", "2 nodes"},
 		"mainstat":        {"0 failed", "0 failed", "0 failed", "0 failed", "0 failed", "1 failed"},
 		"secondarystat":   {"0 converging", "2 converging", "0 converging", "0 converging", "0 converging", "0 converging"},
 		"arc__success":    {1.0, 0.0, 1.0, 1.0, 1.0, 0.5},
@@ -283,7 +284,7 @@ func TestFramesByRole(t *testing.T) {
 
 	// Environment filter: subtitle names it; staging's app has no db, but
 	// the topology file edge needs db shown.
-	nodes, edges = Frames(testFleet(), Options{Now: now, GroupBy: ByRole, Config: testConfig, Filter: Filter{Environment: "staging"}})
+	nodes, edges = Frames(testFleet(), Filter{Environments: []string{"staging"}}, Options{Now: now, GroupBy: ByRole, Config: testConfig})
 	if got := strs(t, nodes, "subtitle"); !reflect.DeepEqual(got, []string{"staging / 1 node", "staging / 1 node"}) {
 		t.Errorf("subtitle = %v", got)
 	}
@@ -294,7 +295,7 @@ func TestFramesByRole(t *testing.T) {
 
 func TestArcsSumToOne(t *testing.T) {
 	for _, by := range []GroupBy{ByNode, ByRole} {
-		nodes, _ := Frames(benchFleet(500), Options{Now: now, GroupBy: by})
+		nodes, _ := Frames(benchFleet(500), Filter{}, Options{Now: now, GroupBy: by})
 		s, f, c := column(t, nodes, "arc__success"), column(t, nodes, "arc__failed"), column(t, nodes, "arc__converging")
 		for i := range s {
 			sum := s[i].(float64) + f[i].(float64) + c[i].(float64)
@@ -307,13 +308,13 @@ func TestArcsSumToOne(t *testing.T) {
 
 func TestStableOrder(t *testing.T) {
 	fl := benchFleet(300)
-	n1, e1 := Frames(fl, Options{Now: now, Config: benchConfig})
+	n1, e1 := Frames(fl, Filter{}, Options{Now: now, Config: benchConfig})
 	// Reverse the input: same frames.
 	rev := make([]fleet.Node, len(fl))
 	for i := range fl {
 		rev[len(fl)-1-i] = fl[i]
 	}
-	n2, e2 := Frames(rev, Options{Now: now, Config: benchConfig})
+	n2, e2 := Frames(rev, Filter{}, Options{Now: now, Config: benchConfig})
 	if !reflect.DeepEqual(strs(t, n1, "id"), strs(t, n2, "id")) || !reflect.DeepEqual(edgeIDs(t, e1), edgeIDs(t, e2)) {
 		t.Fatal("order depends on input order")
 	}
@@ -341,50 +342,6 @@ func TestStableOrder(t *testing.T) {
 		if !set[s] || !set[targets[i]] {
 			t.Fatalf("dangling edge %s", eids[i])
 		}
-	}
-}
-
-func TestLayout(t *testing.T) {
-	nodes, _ := Frames(testFleet(), Options{Now: now, Layout: true})
-	// Columns: prod, staging (prod is one sub-column wide: staging at 2 steps).
-	// Rows (first role): app, base, cache, db, web.
-	wantX := []any{0.0, 300.0, 0.0, 0.0, 0.0, 300.0}
-	wantY := []any{0.0, 0.0, 400.0, 600.0, 200.0, 800.0}
-	if got := column(t, nodes, "fixedX"); !reflect.DeepEqual(got, wantX) {
-		t.Errorf("fixedX = %v, want %v", got, wantX)
-	}
-	if got := column(t, nodes, "fixedY"); !reflect.DeepEqual(got, wantY) {
-		t.Errorf("fixedY = %v, want %v", got, wantY)
-	}
-
-	// A crowded cell stacks 10 deep, then wraps; the next column and row
-	// make room.
-	var fl []fleet.Node
-	for i := range 12 {
-		fl = append(fl, fleet.Node{Name: fmt.Sprintf("a%02d", i), Environment: "e1", Roles: []string{"r1"}})
-	}
-	fl = append(fl, fleet.Node{Name: "b", Environment: "e2", Roles: []string{"r2"}})
-	nodes, _ = Frames(fl, Options{Now: now, Layout: true})
-	x, y := column(t, nodes, "fixedX"), column(t, nodes, "fixedY")
-	check := func(i int, wx, wy float64) {
-		t.Helper()
-		if x[i] != wx || y[i] != wy {
-			t.Errorf("node %d at (%v,%v), want (%v,%v)", i, x[i], y[i], wx, wy)
-		}
-	}
-	check(0, 0, 0)
-	check(1, 0, 100)
-	check(9, 0, 900)
-	check(10, 150, 0)
-	check(11, 150, 100)
-	check(12, 450, 1100) // e2 after 2 sub-columns + gap; r2 after 10 rows + gap
-
-	nodes, _ = Frames(testFleet(), Options{Now: now, Layout: true, GroupBy: ByRole})
-	if got := column(t, nodes, "fixedY"); !reflect.DeepEqual(got, []any{0.0, 200.0, 400.0, 600.0, 800.0}) {
-		t.Errorf("ByRole fixedY = %v", got)
-	}
-	if got := column(t, nodes, "fixedX"); len(got) != 5 {
-		t.Errorf("ByRole fixedX = %v", got)
 	}
 }
 
@@ -486,24 +443,26 @@ func BenchmarkFrames(b *testing.B) {
 				o := Options{Now: now, Config: benchConfig, GroupBy: by, Alerts: map[string][]string{"node-000003": {"X"}}}
 				b.ReportAllocs()
 				for b.Loop() {
-					Frames(fl, o)
+					Frames(fl, Filter{}, o)
 				}
 			})
 		}
 	}
 }
 
-// Dashboard variables with several values (or All) arrive as comma lists.
-func TestFilterTakesCommaLists(t *testing.T) {
-	for _, c := range []struct {
-		list, env string
-		want      bool
-	}{{"", "prod", true}, {"prod", "prod", true}, {"dev,prod", "prod", true}, {"dev, prod", "prod", true}, {"dev,staging", "prod", false}} {
-		if got := MatchEnvironment(c.list, c.env); got != c.want {
-			t.Errorf("MatchEnvironment(%q, %q) = %v", c.list, c.env, got)
+// BenchmarkLiveFrames builds frames as a live view does: lean, with a
+// Layout kept from one build to the next.
+func BenchmarkLiveFrames(b *testing.B) {
+	for _, n := range []int{10_000} {
+		fl := benchFleet(n)
+		for _, by := range []GroupBy{ByNode, ByRole} {
+			b.Run(fmt.Sprintf("%s/%d", by, n), func(b *testing.B) {
+				o := Options{Now: now, Config: benchConfig, GroupBy: by, Lean: true, Layout: NewLayout()}
+				b.ReportAllocs()
+				for b.Loop() {
+					Frames(fl, Filter{}, o)
+				}
+			})
 		}
-	}
-	if !MatchRoles("db,web", []string{"base", "web"}) || MatchRoles("db", []string{"web"}) || !MatchRoles("db,"+NoRole, nil) {
-		t.Error("MatchRoles on lists")
 	}
 }
