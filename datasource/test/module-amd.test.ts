@@ -1,5 +1,7 @@
 // Loads dist/module.js the way Grafana's SystemJS AMD loader does: evaluates it with a define()
-// shim, checks it only depends on modules Grafana provides, and that it exports `plugin`.
+// shim, checks it only depends on modules Grafana's registry provides (grafana/grafana
+// public/app/features/plugins/loader/sharedDependencies.ts, see grafana-shared-modules.ts), and that
+// it exports `plugin`. test/browser.test.ts loads the same file through the real SystemJS in Chromium.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -7,11 +9,9 @@ import * as grafanaData from '@grafana/data';
 import * as grafanaRuntime from '@grafana/runtime';
 import * as grafanaUi from '@grafana/ui';
 import * as React from 'react';
-import * as ReactDOM from 'react-dom';
-import * as rxjs from 'rxjs';
-import * as rxjsOperators from 'rxjs/operators';
 
 import { EXTERNALS } from '../externals.mjs';
+import { GRAFANA_SHARED_MODULES } from './grafana-shared-modules';
 
 const root = resolve(__dirname, '..');
 const dist = resolve(root, 'dist');
@@ -63,9 +63,17 @@ describe('dist/module.js', () => {
     expect(typeof def.factory).toBe('function');
     const external = def.deps.filter((d) => !AMD_BUILTINS.includes(d));
     expect(external.length).toBeGreaterThan(0);
-    for (const dep of external) {
-      expect(EXTERNALS).toContain(dep);
-    }
+    // Grafana's own list, not externals.mjs: a name missing from its registry fails to load.
+    const notShared = external.filter((d) => !GRAFANA_SHARED_MODULES.includes(d));
+    expect(notShared).toEqual([]);
+    // externals.mjs names exactly what the module imports from Grafana, nothing it does not use.
+    expect([...external].sort()).toEqual([...EXTERNALS].sort());
+  });
+
+  it('the shared-module list rejects what Grafana does not share', () => {
+    // @grafana/schema is bundled into @grafana/ui and @grafana/data; Grafana does not share it.
+    expect(GRAFANA_SHARED_MODULES).not.toContain('@grafana/schema');
+    expect(GRAFANA_SHARED_MODULES).toEqual(expect.arrayContaining(['@grafana/data', '@grafana/runtime', '@grafana/ui', 'react']));
   });
 
   it('exports a datasource plugin when given the shared modules', () => {
@@ -76,9 +84,6 @@ describe('dist/module.js', () => {
       '@grafana/ui': grafanaUi,
       // Grafana's SystemJS hands AMD modules the value itself (__useDefault), not a namespace
       react: (React as { default?: unknown }).default ?? React,
-      'react-dom': (ReactDOM as { default?: unknown }).default ?? ReactDOM,
-      rxjs,
-      'rxjs/operators': rxjsOperators,
     };
     const exports: Record<string, unknown> = {};
     const args = def.deps.map((d) => {
