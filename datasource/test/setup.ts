@@ -34,3 +34,17 @@ vi.mock('react-inlinesvg', async () => {
     React.createElement('svg', { 'data-testid': 'icon', 'aria-label': title });
   return { default: InlineSVG, __esModule: true };
 });
+
+// @grafana/scenes (used by the interpolation tests) creates an IntersectionObserver when imported.
+if (!('IntersectionObserver' in window)) {
+  class IntersectionObserver {
+    observe() {}
+    unobserve() {}
+    disconnect() {}
+    takeRecords() {
+      return [];
+    }
+  }
+  Object.defineProperty(window, 'IntersectionObserver', { writable: true, value: IntersectionObserver });
+  Object.defineProperty(globalThis, 'IntersectionObserver', { writable: true, value: IntersectionObserver });
+}
