@@ -2,8 +2,7 @@
 // shim, checks it only depends on modules Grafana's registry provides (grafana/grafana
 // public/app/features/plugins/loader/sharedDependencies.ts, see grafana-shared-modules.ts), and that
 // it exports `plugin`. test/browser.test.ts loads the same file through the real SystemJS in Chromium.
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as grafanaData from '@grafana/data';
 import * as grafanaRuntime from '@grafana/runtime';
@@ -11,27 +10,11 @@ import * as grafanaUi from '@grafana/ui';
 import * as React from 'react';
 
 import { EXTERNALS } from '../externals.mjs';
+import { dist, modulePath } from './build';
 import { GRAFANA_SHARED_MODULES } from './grafana-shared-modules';
-
-const root = resolve(__dirname, '..');
-const dist = resolve(root, 'dist');
-const modulePath = resolve(dist, 'module.js');
 
 /** AMD's own pseudo-dependencies, provided by the loader itself. */
 const AMD_BUILTINS = ['exports', 'require', 'module'];
-
-function ensureBuilt() {
-  const newestSource = ['src', 'plugin.json', 'rollup.config.mjs']
-    .map((p) => resolve(root, p))
-    .map((p) => statSync(p).mtimeMs)
-    .reduce((a, b) => Math.max(a, b), 0);
-  if (!existsSync(modulePath) || statSync(modulePath).mtimeMs < newestSource) {
-    execFileSync(process.execPath, [resolve(root, 'node_modules/rollup/dist/bin/rollup'), '-c', 'rollup.config.mjs'], {
-      cwd: root,
-      stdio: 'pipe',
-    });
-  }
-}
 
 interface Definition {
   deps: string[];
@@ -53,10 +36,6 @@ function captureDefine(source: string): Definition {
 }
 
 describe('dist/module.js', () => {
-  beforeAll(() => {
-    ensureBuilt();
-  }, 120_000);
-
   it('is an anonymous AMD module depending only on what Grafana provides', () => {
     const def = captureDefine(readFileSync(modulePath, 'utf8'));
     expect(def.named).toBeUndefined();

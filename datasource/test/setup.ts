@@ -1,7 +1,10 @@
 import '@testing-library/jest-dom/vitest';
 
 // jsdom lacks a few browser APIs @grafana/ui touches when rendering.
-if (!window.matchMedia) {
+// test/browser.test.ts runs in node (the browser is a real Chromium): no window there.
+const jsdom = typeof window !== 'undefined';
+
+if (jsdom && !window.matchMedia) {
   Object.defineProperty(window, 'matchMedia', {
     writable: true,
     value: (query: string) => ({
@@ -16,7 +19,7 @@ if (!window.matchMedia) {
     }),
   });
 }
-if (!('ResizeObserver' in window)) {
+if (jsdom && !('ResizeObserver' in window)) {
   class ResizeObserver {
     observe() {}
     unobserve() {}
@@ -36,7 +39,7 @@ vi.mock('react-inlinesvg', async () => {
 });
 
 // @grafana/scenes (used by the interpolation tests) creates an IntersectionObserver when imported.
-if (!('IntersectionObserver' in window)) {
+if (jsdom && !('IntersectionObserver' in window)) {
   class IntersectionObserver {
     observe() {}
     unobserve() {}
