@@ -1,14 +1,8 @@
-// Modules Grafana shares with plugins at run time (its SystemJS registry): never bundled.
-// Used by rollup.config.mjs and by the test that loads dist/module.js.
-export const EXTERNALS = [
-  '@grafana/data',
-  '@grafana/runtime',
-  '@grafana/ui',
-  '@grafana/schema',
-  'react',
-  'react-dom',
-  'rxjs',
-  'rxjs/operators',
-  'lodash',
-  '@emotion/css',
-];
+// The modules dist/module.js leaves to Grafana: exactly those the plugin imports that Grafana's
+// SystemJS registry shares with plugins (grafana/grafana
+// public/app/features/plugins/loader/sharedDependencies.ts, `sharedDependenciesMap`). Everything
+// else the plugin needs is bundled: a module that is not in Grafana's registry fails to load
+// (e.g. @grafana/schema, which Grafana does not share). test/module-amd.test.ts checks the built
+// module's AMD dependencies against Grafana's list (test/grafana-shared-modules.ts), and that this
+// list names nothing the module does not import.
+export const EXTERNALS = ['@grafana/data', '@grafana/runtime', '@grafana/ui', 'react'];

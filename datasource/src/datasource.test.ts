@@ -10,37 +10,16 @@ import {
 } from '@grafana/runtime';
 import { firstValueFrom, NEVER, of } from 'rxjs';
 
+import { legacyTemplateSrv } from '../test/templateSrv';
 import { DataSource, STREAM_MAX_ROWS } from './datasource';
 import { plugin } from './module';
 import { RunlensOptions, RunlensQuery } from './types';
 
-/** A TemplateSrv that knows a few variables and applies the requested format like Grafana does. */
-function fakeTemplateSrv(vars: Record<string, string | string[]>): TemplateSrv {
-  const format = (value: string | string[], fmt?: string | Function): string => {
-    const values = Array.isArray(value) ? value : [value];
-    switch (fmt) {
-      case 'csv':
-        return values.join(',');
-      case 'regex': {
-        const escaped = values.map((v) => v.replace(/[\\^$*+?.()|[\]{}\/]/g, '\\$&'));
-        return escaped.length > 1 ? `(${escaped.join('|')})` : escaped[0];
-      }
-      default:
-        return values.length > 1 ? `{${values.join(',')}}` : values[0];
-    }
-  };
-  return {
-    getVariables: () => [],
-    containsTemplate: (t?: string) => !!t && /\$\w+/.test(t),
-    updateTimeRange: () => {},
-    replace: vi.fn((target?: string, scopedVars?: ScopedVars, fmt?: string | Function) =>
-      (target ?? '').replace(/\$(\w+)/g, (m, name: string) => {
-        const scoped = scopedVars?.[name]?.value as string | string[] | undefined;
-        const v = scoped ?? vars[name];
-        return v === undefined ? m : format(v, fmt);
-      })
-    ),
-  } as unknown as TemplateSrv;
+/** A legacy TemplateSrv (test/templateSrv.ts) with textbox variables of the given values. */
+function textboxes(vars: Record<string, string>): TemplateSrv {
+  return legacyTemplateSrv(
+    Object.entries(vars).map(([name, value]) => ({ name, type: 'textbox', current: { value }, options: [] }))
+  );
 }
 
 function settings(): DataSourceInstanceSettings<RunlensOptions> {
@@ -58,7 +37,7 @@ function settings(): DataSourceInstanceSettings<RunlensOptions> {
 
 describe('DataSource', () => {
   beforeEach(() => {
-    setTemplateSrv(fakeTemplateSrv({ env: 'prod', role: 'web', nodes: ['web-01.example', 'web-02.example'] }));
+    setTemplateSrv(textboxes({ env: 'prod', role: 'web', pattern: 'web-0[12]' }));
   });
 
   it('defaults to a topology query grouped by node', () => {
@@ -66,33 +45,26 @@ describe('DataSource', () => {
     expect(ds.getDefaultQuery(CoreApp.PanelEditor)).toEqual({ queryType: 'topology', groupBy: 'node' });
   });
 
-  it('interpolates environment, role and node', () => {
+  it('interpolates environment, role and node, keeping the other fields', () => {
+    // the variable cases (All, multi, single, repeats) are in interpolate.test.ts
     const ds = new DataSource(settings());
     const q: RunlensQuery = {
       refId: 'A',
       queryType: 'topology',
       groupBy: 'role',
-      layout: true,
+      layout: 'pinned',
       environment: '$env',
       role: '$role',
-      node: '^$nodes$',
+      node: '$pattern',
     };
-    expect(ds.applyTemplateVariables(q, {})).toEqual({
-      refId: 'A',
-      queryType: 'topology',
-      groupBy: 'role',
-      layout: true,
-      environment: 'prod',
-      role: 'web',
-      node: '^(web-01\\.example|web-02\\.example)$',
-    });
+    expect(ds.applyTemplateVariables(q, {})).toEqual({ ...q, environment: 'prod', role: 'web', node: 'web-0[12]' });
   });
 
-  it('prefers scoped variables (repeated panels) and joins multi-values with commas', () => {
+  it('prefers scoped variables (repeated panels)', () => {
     const ds = new DataSource(settings());
-    const scoped: ScopedVars = { env: { text: 'staging', value: ['staging', 'qa'] } };
+    const scoped: ScopedVars = { env: { text: 'staging', value: 'staging' } };
     const out = ds.applyTemplateVariables({ refId: 'A', queryType: 'runs', environment: '$env' }, scoped);
-    expect(out.environment).toBe('staging,qa');
+    expect(out.environment).toBe('staging');
     expect(out.role).toBeUndefined();
     expect(out.node).toBeUndefined();
   });
@@ -138,7 +110,7 @@ describe('DataSource', () => {
 
 describe('DataSource.query with live topology frames', () => {
   it('subscribes to the nodes and edges channels and replaces their frames', async () => {
-    setTemplateSrv(fakeTemplateSrv({ env: 'prod' }));
+    setTemplateSrv(textboxes({ env: 'prod' }));
     const posted: unknown[] = [];
     setBackendSrv({
       fetch: (req: { url: string; data: unknown }) => {

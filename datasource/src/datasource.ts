@@ -7,6 +7,7 @@ import {
 } from '@grafana/data';
 import { DataSourceWithBackend, getTemplateSrv, StreamOptionsProvider } from '@grafana/runtime';
 
+import { interpolateFilters } from './interpolate';
 import { DEFAULT_ANNOTATION_QUERY, DEFAULT_QUERY, RunlensOptions, RunlensQuery } from './types';
 
 /**
@@ -54,20 +55,20 @@ export class DataSource extends DataSourceWithBackend<RunlensQuery, RunlensOptio
   }
 
   /**
-   * Interpolates dashboard variables. `node` is a regular expression, so a multi-value variable
-   * becomes an alternation of escaped values, `(a|b)`; `environment` and `role` are names, so a
-   * multi-value variable becomes a comma-separated list.
+   * Interpolates dashboard variables (see interpolate.ts): `node` is a regular expression the
+   * backend anchors, so a multi-value variable becomes `(?:a|b)` of escaped names and a single
+   * value is kept as typed; `environment` and `role` are names, so a multi-value variable becomes
+   * a comma-separated list. All, and a custom all value such as `.*`, become "" (no filter).
    */
   applyTemplateVariables(query: RunlensQuery, scopedVars: ScopedVars): RunlensQuery {
-    const templateSrv = getTemplateSrv();
-    const interpolate = (value: string | undefined, format: string): string | undefined =>
-      value ? templateSrv.replace(value, scopedVars, format) : value;
     return {
-      ...query,
+      ...interpolateFilters(query, scopedVars, getTemplateSrv()),
       queryType: query.queryType ?? DEFAULT_QUERY.queryType,
-      environment: interpolate(query.environment, 'csv'),
-      role: interpolate(query.role, 'csv'),
-      node: interpolate(query.node, 'regex'),
     };
+  }
+
+  /** Explore's "open in…" and dashboard export interpolate the same way the query does. */
+  interpolateVariablesInQueries(queries: RunlensQuery[], scopedVars: ScopedVars): RunlensQuery[] {
+    return queries.map((q) => ({ ...this.applyTemplateVariables(q, scopedVars), datasource: this.getRef() }));
   }
 }

@@ -1,7 +1,10 @@
 import '@testing-library/jest-dom/vitest';
 
 // jsdom lacks a few browser APIs @grafana/ui touches when rendering.
-if (!window.matchMedia) {
+// test/browser.test.ts runs in node (the browser is a real Chromium): no window there.
+const jsdom = typeof window !== 'undefined';
+
+if (jsdom && !window.matchMedia) {
   Object.defineProperty(window, 'matchMedia', {
     writable: true,
     value: (query: string) => ({
@@ -16,7 +19,7 @@ if (!window.matchMedia) {
     }),
   });
 }
-if (!('ResizeObserver' in window)) {
+if (jsdom && !('ResizeObserver' in window)) {
   class ResizeObserver {
     observe() {}
     unobserve() {}
@@ -34,3 +37,17 @@ vi.mock('react-inlinesvg', async () => {
     React.createElement('svg', { 'data-testid': 'icon', 'aria-label': title });
   return { default: InlineSVG, __esModule: true };
 });
+
+// @grafana/scenes (used by the interpolation tests) creates an IntersectionObserver when imported.
+if (jsdom && !('IntersectionObserver' in window)) {
+  class IntersectionObserver {
+    observe() {}
+    unobserve() {}
+    disconnect() {}
+    takeRecords() {
+      return [];
+    }
+  }
+  Object.defineProperty(window, 'IntersectionObserver', { writable: true, value: IntersectionObserver });
+  Object.defineProperty(globalThis, 'IntersectionObserver', { writable: true, value: IntersectionObserver });
+}

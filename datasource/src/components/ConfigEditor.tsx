@@ -1,12 +1,36 @@
 import React, { ChangeEvent } from 'react';
-import { DataSourcePluginOptionsEditorProps } from '@grafana/data';
-import { FieldSet, InlineField, Input, SecretInput, TextArea } from '@grafana/ui';
+import {
+  DataSourcePluginOptionsEditorProps,
+  onUpdateDatasourceJsonDataOption,
+  onUpdateDatasourceJsonDataOptionChecked,
+  onUpdateDatasourceSecureJsonDataOption,
+  updateDatasourcePluginJsonDataOption,
+  updateDatasourcePluginResetOption,
+  updateDatasourcePluginSecureJsonDataOption,
+} from '@grafana/data';
+import { config } from '@grafana/runtime';
+import {
+  FieldSet,
+  InlineField,
+  InlineSwitch,
+  Input,
+  SecretInput,
+  SecretTextArea,
+  SecureSocksProxySettings,
+  TextArea,
+} from '@grafana/ui';
 
 import { DEFAULT_OPTIONS, RunlensOptions, RunlensSecureOptions } from '../types';
 
 export type ConfigEditorProps = DataSourcePluginOptionsEditorProps<RunlensOptions, RunlensSecureOptions>;
 
-type JsonKey = keyof Omit<RunlensOptions, keyof import('@grafana/data').DataSourceJsonData>;
+type OwnOptions = Omit<RunlensOptions, keyof import('@grafana/data').DataSourceJsonData>;
+/** Settings held as text. */
+type TextKey = { [K in keyof OwnOptions]-?: NonNullable<OwnOptions[K]> extends string ? K : never }[keyof OwnOptions];
+/** Settings held as numbers. */
+type NumberKey = { [K in keyof OwnOptions]-?: NonNullable<OwnOptions[K]> extends number ? K : never }[keyof OwnOptions];
+/** Settings held as booleans. */
+type BoolKey = { [K in keyof OwnOptions]-?: NonNullable<OwnOptions[K]> extends boolean ? K : never }[keyof OwnOptions];
 type SecretKey = keyof RunlensSecureOptions;
 
 const LABEL_WIDTH = 24;
@@ -36,6 +60,31 @@ export function amqpUrlError(value: string | undefined): string | undefined {
   return undefined;
 }
 
+/** A positive whole number (node counts). */
+export function positiveIntegerError(value: number | undefined): string | undefined {
+  if (value === undefined || (Number.isInteger(value) && value > 0)) {
+    return undefined;
+  }
+  return 'A whole number above 0';
+}
+
+/** Any finite number (scores can be negative: a change that lowered the error rate). */
+export function numberError(value: number | undefined): string | undefined {
+  if (value === undefined || Number.isFinite(value)) {
+    return undefined;
+  }
+  return 'A number';
+}
+
+/** A PEM block of the given kind, e.g. CERTIFICATE or (any) PRIVATE KEY. */
+export function pemError(value: string | undefined, kind: 'CERTIFICATE' | 'PRIVATE KEY'): string | undefined {
+  if (!value || !value.trim()) {
+    return undefined;
+  }
+  const re = kind === 'CERTIFICATE' ? /-----BEGIN CERTIFICATE-----/ : /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+  return re.test(value) ? undefined : `PEM text starting with -----BEGIN ${kind}-----`;
+}
+
 export function httpUrlError(value: string | undefined): string | undefined {
   if (!value || /^https?:\/\/[^\s]+$/i.test(value.trim())) {
     return undefined;
@@ -44,30 +93,13 @@ export function httpUrlError(value: string | undefined): string | undefined {
 }
 
 export function ConfigEditor(props: ConfigEditorProps) {
-  const { options, onOptionsChange } = props;
+  const { options } = props;
   const jsonData = options.jsonData ?? {};
   const secureJsonData = options.secureJsonData ?? {};
   const secureJsonFields = options.secureJsonFields ?? {};
 
-  const onJsonChange =
-    (key: JsonKey) => (event: ChangeEvent<HTMLInputElement | HTMLTextAreaElement>) => {
-      onOptionsChange({ ...options, jsonData: { ...jsonData, [key]: event.currentTarget.value } });
-    };
-
-  const onSecretChange = (key: SecretKey) => (event: ChangeEvent<HTMLInputElement>) => {
-    onOptionsChange({ ...options, secureJsonData: { ...secureJsonData, [key]: event.currentTarget.value } });
-  };
-
-  const onSecretReset = (key: SecretKey) => () => {
-    onOptionsChange({
-      ...options,
-      secureJsonFields: { ...secureJsonFields, [key]: false },
-      secureJsonData: { ...secureJsonData, [key]: '' },
-    });
-  };
-
   const text = (
-    key: JsonKey,
+    key: TextKey,
     label: string,
     tooltip: string,
     placeholder: string,
@@ -78,11 +110,77 @@ export function ConfigEditor(props: ConfigEditorProps) {
     const id = `runlens-${key}`;
     return (
       <InlineField label={label} labelWidth={LABEL_WIDTH} tooltip={tooltip} htmlFor={id} invalid={!!error} error={error}>
-        <Input id={id} width={INPUT_WIDTH} value={value} placeholder={placeholder} onChange={onJsonChange(key)} />
+        <Input
+          id={id}
+          width={INPUT_WIDTH}
+          value={value}
+          placeholder={placeholder}
+          onChange={onUpdateDatasourceJsonDataOption(props, key)}
+        />
       </InlineField>
     );
   };
 
+  /** A number setting: empty removes it (the backend then applies its default). */
+  const number = (
+    key: NumberKey,
+    label: string,
+    tooltip: string,
+    placeholder: string,
+    validate: (v: number | undefined) => string | undefined
+  ) => {
+    const value = jsonData[key];
+    const error = validate(value);
+    const id = `runlens-${key}`;
+    const onChange = (event: ChangeEvent<HTMLInputElement>) => {
+      const raw = event.currentTarget.value.trim();
+      updateDatasourcePluginJsonDataOption(props, key, raw === '' ? undefined : Number(raw));
+    };
+    return (
+      <InlineField label={label} labelWidth={LABEL_WIDTH} tooltip={tooltip} htmlFor={id} invalid={!!error} error={error}>
+        <Input
+          id={id}
+          type="number"
+          width={INPUT_WIDTH}
+          value={value ?? ''}
+          placeholder={placeholder}
+          onChange={onChange}
+        />
+      </InlineField>
+    );
+  };
+
+  const toggle = (key: BoolKey, label: string, tooltip: string) => {
+    const id = `runlens-${key}`;
+    return (
+      <InlineField label={label} labelWidth={LABEL_WIDTH} tooltip={tooltip} htmlFor={id}>
+        <InlineSwitch id={id} value={!!jsonData[key]} onChange={onUpdateDatasourceJsonDataOptionChecked(props, key)} />
+      </InlineField>
+    );
+  };
+
+  /** PEM text such as a CA or client certificate: public, so jsonData. */
+  const pem = (key: TextKey, label: string, tooltip: string) => {
+    const value = jsonData[key] ?? '';
+    const error = pemError(value, 'CERTIFICATE');
+    const id = `runlens-${key}`;
+    return (
+      <InlineField label={label} labelWidth={LABEL_WIDTH} tooltip={tooltip} htmlFor={id} invalid={!!error} error={error}>
+        <TextArea
+          id={id}
+          cols={INPUT_WIDTH}
+          rows={3}
+          value={value}
+          placeholder="-----BEGIN CERTIFICATE-----"
+          onChange={(e: ChangeEvent<HTMLTextAreaElement>) => updateDatasourcePluginJsonDataOption(props, key, e.currentTarget.value)}
+          style={{ fontFamily: 'monospace' }}
+        />
+      </InlineField>
+    );
+  };
+
+  // Secrets follow Grafana's convention: written to secureJsonData, shown only as "configured"
+  // (secureJsonFields) once saved, and cleared with Reset (updateDatasourcePluginResetOption).
   const secret = (key: SecretKey, label: string, tooltip: string) => {
     const id = `runlens-${key}`;
     return (
@@ -93,8 +191,30 @@ export function ConfigEditor(props: ConfigEditorProps) {
           isConfigured={!!secureJsonFields[key]}
           value={secureJsonData[key] ?? ''}
           placeholder="password"
-          onChange={onSecretChange(key)}
-          onReset={onSecretReset(key)}
+          onChange={onUpdateDatasourceSecureJsonDataOption(props, key)}
+          onReset={() => updateDatasourcePluginResetOption(props, key)}
+        />
+      </InlineField>
+    );
+  };
+
+  const secretPem = (key: SecretKey, label: string, tooltip: string) => {
+    const id = `runlens-${key}`;
+    const value = secureJsonData[key] ?? '';
+    const error = pemError(value, 'PRIVATE KEY');
+    return (
+      <InlineField label={label} labelWidth={LABEL_WIDTH} tooltip={tooltip} htmlFor={id} invalid={!!error} error={error}>
+        <SecretTextArea
+          id={id}
+          cols={INPUT_WIDTH}
+          rows={3}
+          isConfigured={!!secureJsonFields[key]}
+          value={value}
+          placeholder="-----BEGIN PRIVATE KEY-----"
+          onChange={(e: ChangeEvent<HTMLTextAreaElement>) =>
+            updateDatasourcePluginSecureJsonDataOption(props, key, e.currentTarget.value)
+          }
+          onReset={() => updateDatasourcePluginResetOption(props, key)}
         />
       </InlineField>
     );
@@ -106,7 +226,7 @@ export function ConfigEditor(props: ConfigEditorProps) {
         {text(
           'amqpUrl',
           'AMQP URL',
-          'Broker URL with user and vhost but without the password, e.g. amqp://runlens@rabbitmq:5672/',
+          'Broker URL with user and vhost but without the password, e.g. amqp://runlens@rabbitmq:5672/ (amqps:// for TLS)',
           'amqp://guest@localhost:5672/',
           amqpUrlError
         )}
@@ -134,6 +254,19 @@ export function ConfigEditor(props: ConfigEditorProps) {
         )}
       </FieldSet>
 
+      <FieldSet label="RabbitMQ TLS (amqps://)">
+        {pem('amqpTlsCaCert', 'AMQP CA certificate', 'PEM CA certificate(s) the broker certificate must chain to; empty uses the system roots')}
+        {pem('amqpTlsClientCert', 'AMQP client certificate', 'PEM client certificate for brokers that require mutual TLS')}
+        {secretPem('amqpTlsClientKey', 'AMQP client key', 'PEM private key of the client certificate; stored encrypted')}
+        {text(
+          'amqpTlsServerName',
+          'AMQP server name',
+          'Name the broker certificate must carry, when it differs from the host in the AMQP URL',
+          'host from the URL'
+        )}
+        {toggle('amqpTlsSkipVerify', 'AMQP skip TLS verify', 'Do not verify the broker certificate (testing only)')}
+      </FieldSet>
+
       <FieldSet label="Prometheus (change impact)">
         {text(
           'prometheusUrl',
@@ -144,6 +277,10 @@ export function ConfigEditor(props: ConfigEditorProps) {
         )}
         {text('prometheusUser', 'User', 'Basic-auth user for Prometheus; leave empty for none', 'none')}
         {secret('prometheusPassword', 'Password', 'Basic-auth password for Prometheus; stored encrypted')}
+        {pem('prometheusTlsCaCert', 'Prometheus CA certificate', 'PEM CA certificate(s) for an https:// Prometheus; empty uses the system roots')}
+        {pem('prometheusTlsClientCert', 'Prometheus client certificate', 'PEM client certificate for mutual TLS')}
+        {secretPem('prometheusTlsClientKey', 'Prometheus client key', 'PEM private key of the client certificate; stored encrypted')}
+        {toggle('prometheusTlsSkipVerify', 'Prometheus skip TLS verify', 'Do not verify the Prometheus certificate (testing only)')}
         {text(
           'impactQuery',
           'Impact query',
@@ -157,6 +294,20 @@ export function ConfigEditor(props: ConfigEditorProps) {
           DEFAULT_OPTIONS.impactWindow,
           durationError
         )}
+        {text(
+          'changeGap',
+          'Change gap',
+          'Runs of one role and environment that changed the same resources form one change set while each starts within this gap of the previous one (Go duration)',
+          DEFAULT_OPTIONS.changeGap,
+          durationError
+        )}
+        {number(
+          'highlightScore',
+          'Highlight score',
+          'Impact score above which a change set\'s nodes are highlighted on the live topology; empty highlights none',
+          'none',
+          numberError
+        )}
       </FieldSet>
 
       <FieldSet label="Alertmanager">
@@ -169,6 +320,10 @@ export function ConfigEditor(props: ConfigEditorProps) {
         )}
         {text('alertmanagerUser', 'User', 'Basic-auth user for Alertmanager; leave empty for none', 'none')}
         {secret('alertmanagerPassword', 'Password', 'Basic-auth password for Alertmanager; stored encrypted')}
+        {pem('alertmanagerTlsCaCert', 'Alertmanager CA certificate', 'PEM CA certificate(s) for an https:// Alertmanager; empty uses the system roots')}
+        {pem('alertmanagerTlsClientCert', 'Alertmanager client certificate', 'PEM client certificate for mutual TLS')}
+        {secretPem('alertmanagerTlsClientKey', 'Alertmanager client key', 'PEM private key of the client certificate; stored encrypted')}
+        {toggle('alertmanagerTlsSkipVerify', 'Alertmanager skip TLS verify', 'Do not verify the Alertmanager certificate (testing only)')}
       </FieldSet>
 
       <FieldSet label="Topology">
@@ -184,11 +339,23 @@ export function ConfigEditor(props: ConfigEditorProps) {
             rows={8}
             value={jsonData.topology ?? ''}
             placeholder={'web: [app]\napp: [db, cache]'}
-            onChange={onJsonChange('topology')}
+            onChange={(e: ChangeEvent<HTMLTextAreaElement>) =>
+              updateDatasourcePluginJsonDataOption(props, 'topology', e.currentTarget.value)
+            }
             style={{ fontFamily: 'monospace' }}
           />
         </InlineField>
+        {number(
+          'groupByRoleAbove',
+          'Group by role above',
+          'A by-node topology with more matching nodes than this shows one graph node per role instead, with a notice (the Node Graph panel draws 200 nodes by default)',
+          String(DEFAULT_OPTIONS.groupByRoleAbove),
+          positiveIntegerError
+        )}
       </FieldSet>
+
+      {/* Grafana's own component and key (enableSecureSocksProxy), shown only where Grafana has the proxy enabled. */}
+      {config.secureSocksDSProxyEnabled && <SecureSocksProxySettings options={options} onOptionsChange={props.onOptionsChange} />}
     </>
   );
 }

@@ -16,18 +16,25 @@ function setup(query: Partial<RunlensQuery> = {}) {
 }
 
 describe('QueryEditor', () => {
-  it('defaults to topology grouped by node', () => {
+  it('defaults to topology grouped by node, pinned', () => {
     setup();
     expect(screen.getByRole('radio', { name: 'Topology' })).toBeChecked();
     expect(screen.getByRole('radio', { name: 'Node' })).toBeChecked();
-    expect(screen.getByLabelText('Fixed layout')).not.toBeChecked();
+    expect(screen.getByRole('radio', { name: 'Pinned' })).toBeChecked();
+    expect(screen.getByRole('radio', { name: 'Auto' })).not.toBeChecked();
   });
 
-  it('switches the query type and runs the query', () => {
+  it('switches the query type, resets a groupBy the new type does not know, and runs the query', () => {
     const { onChange, onRunQuery } = setup({ queryType: 'topology', groupBy: 'role', environment: 'prod' });
     fireEvent.click(screen.getByRole('radio', { name: 'Changes' }));
-    expect(onChange).toHaveBeenCalledWith({ refId: 'A', queryType: 'changes', groupBy: 'role', environment: 'prod' });
+    expect(onChange).toHaveBeenCalledWith({ refId: 'A', queryType: 'changes', groupBy: 'set', environment: 'prod' });
     expect(onRunQuery).toHaveBeenCalledTimes(1);
+  });
+
+  it('keeps a groupBy that the new query type shares', () => {
+    const { onChange } = setup({ queryType: 'changes', groupBy: 'run' });
+    fireEvent.click(screen.getByRole('radio', { name: 'Impact' }));
+    expect(onChange).toHaveBeenCalledWith({ refId: 'A', queryType: 'impact', groupBy: 'run' });
   });
 
   it('sets groupBy when switching back to topology', () => {
@@ -36,12 +43,29 @@ describe('QueryEditor', () => {
     expect(onChange).toHaveBeenCalledWith({ refId: 'A', queryType: 'topology', groupBy: 'node' });
   });
 
-  it.each(['runs', 'changes', 'impact'] as const)('hides group by and layout for %s', (queryType) => {
-    setup({ queryType });
-    expect(screen.getByRole('radio', { name: new RegExp(`^${queryType}$`, 'i') })).toBeChecked();
+  it('drops groupBy for runs, which has none', () => {
+    const { onChange } = setup({ queryType: 'impact', groupBy: 'set' });
+    fireEvent.click(screen.getByRole('radio', { name: 'Runs' }));
+    expect(onChange).toHaveBeenCalledWith({ refId: 'A', queryType: 'runs' });
+  });
+
+  it('hides group by and layout for runs', () => {
+    setup({ queryType: 'runs' });
+    expect(screen.getByRole('radio', { name: 'Runs' })).toBeChecked();
     expect(screen.queryByText('Group by')).not.toBeInTheDocument();
     expect(screen.queryByRole('radio', { name: 'Role' })).not.toBeInTheDocument();
-    expect(screen.queryByLabelText('Fixed layout')).not.toBeInTheDocument();
+    expect(screen.queryByRole('radio', { name: 'Pinned' })).not.toBeInTheDocument();
+  });
+
+  it.each(['changes', 'impact'] as const)('offers change set / run grouping for %s, not the layout', (queryType) => {
+    const { onChange, onRunQuery } = setup({ queryType });
+    expect(screen.getByRole('radio', { name: new RegExp(`^${queryType}$`, 'i') })).toBeChecked();
+    expect(screen.getByRole('radio', { name: 'Change set' })).toBeChecked();
+    expect(screen.queryByRole('radio', { name: 'Node' })).not.toBeInTheDocument();
+    expect(screen.queryByRole('radio', { name: 'Pinned' })).not.toBeInTheDocument();
+    fireEvent.click(screen.getByRole('radio', { name: 'Run' }));
+    expect(onChange).toHaveBeenLastCalledWith({ refId: 'A', queryType, groupBy: 'run' });
+    expect(onRunQuery).toHaveBeenCalledTimes(1);
     // the filters apply to every query type
     expect(screen.getByRole('textbox', { name: 'Environment' })).toBeInTheDocument();
     expect(screen.getByRole('textbox', { name: 'Role' })).toBeInTheDocument();
@@ -53,9 +77,19 @@ describe('QueryEditor', () => {
     expect(screen.getByText('Group by')).toBeInTheDocument();
     fireEvent.click(screen.getByRole('radio', { name: 'Role' }));
     expect(onChange).toHaveBeenLastCalledWith({ refId: 'A', queryType: 'topology', groupBy: 'role' });
-    fireEvent.click(screen.getByLabelText('Fixed layout'));
-    expect(onChange).toHaveBeenLastCalledWith({ refId: 'A', queryType: 'topology', layout: true });
+    fireEvent.click(screen.getByRole('radio', { name: 'Auto' }));
+    expect(onChange).toHaveBeenLastCalledWith({ refId: 'A', queryType: 'topology', layout: 'auto' });
     expect(onRunQuery).toHaveBeenCalledTimes(2);
+  });
+
+  it.each([
+    [true, 'Pinned'],
+    [false, 'Pinned'],
+    ['auto', 'Auto'],
+    ['pinned', 'Pinned'],
+  ] as const)('reads a saved layout %s as %s', (layout, shown) => {
+    setup({ queryType: 'topology', layout });
+    expect(screen.getByRole('radio', { name: shown })).toBeChecked();
   });
 
   it('commits filters on blur, not on every keystroke', () => {
