@@ -59,6 +59,12 @@ func (n *Node) SetConvergingRun(id string) { n.convergingRun = id }
 func (s *State) Import(in *Node, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Seen is the imported node's, not what the runs standing in for it
+	// would make of their times.
+	var seenBefore time.Time
+	if n := s.nodes[in.Name]; n != nil {
+		seenBefore = n.Seen
+	}
 	if in.Last != nil {
 		s.apply(importedRun(in), now, false)
 	}
@@ -74,6 +80,7 @@ func (s *State) Import(in *Node, now time.Time) {
 	if seen.After(now) {
 		seen = now
 	}
+	n.Seen = seenBefore
 	if seen.After(n.Seen) {
 		n.Seen = seen
 	}

@@ -144,6 +144,14 @@ func TestImportConvergingAndSeen(t *testing.T) {
 	if got, ok := s.Node("only-started"); !ok || got.Last != nil || !got.Converging || got.Source != report.SourceSalt {
 		t.Fatalf("start-only node = %+v (present %v)", got, ok)
 	}
+	// A start stamped after the node was last heard from (a clock ahead):
+	// the imported Seen stands, not the start's time.
+	ahead := in
+	ahead.Name, ahead.Seen = "ahead", t0
+	s.Import(&ahead, now)
+	if got, _ := s.Node("ahead"); !got.Seen.Equal(t0) || !got.Converging {
+		t.Fatalf("seen = %v (converging %v), want %v", got.Seen, got.Converging, t0)
+	}
 	future := in
 	future.Name, future.Seen = "future", now.Add(time.Hour)
 	s.Import(&future, now)
