@@ -16,9 +16,12 @@ import (
 
 const (
 	// snapshotMinReports: a snapshot is also due once the history has grown
-	// by this many reports, or by the fleet's size if larger, since the
-	// newest one, so that a restart never replays much more than a fleet's
-	// worth of reports even when they arrive far faster than the interval.
+	// by this many reports, or by half the fleet's size if larger, since
+	// the newest one, so that a restart replays at most about half a
+	// fleet's worth of reports even when they arrive far faster than the
+	// interval. Writing costs about as much per node as replaying costs per
+	// report divided by 20 to 50 (see pkg/snapshot's benchmarks), so this
+	// adds a few percent to the work of a burst at most.
 	snapshotMinReports = 10_000
 	// snapshotCheckEvery is how often the writer looks whether a snapshot is
 	// due (a local check; the broker is asked only when it is).
@@ -26,8 +29,9 @@ const (
 	// finalSnapshotTimeout bounds the snapshot written at shutdown.
 	finalSnapshotTimeout = 15 * time.Second
 	// historyEndQuiet is how long the history stream's last messages are
-	// read at start to learn its end.
-	historyEndQuiet = 200 * time.Millisecond
+	// read at start to learn its end: the broker sends its last chunk in
+	// one go, so a pause this long means the chunk is over.
+	historyEndQuiet = 150 * time.Millisecond
 )
 
 // restorer restores the fleet state at start and keeps it whole after: it
@@ -81,27 +85,39 @@ func (r *restorer) run(ctx context.Context) {
 	}
 	from := start.Add(-window)
 
-	// Where the history ends now, learnt while the snapshot loads: once
-	// the replay has reached it the state is as whole as before the stop.
-	endc := make(chan int64, 1)
-	go func() { endc <- r.historyEnd(ctx) }()
-	var fromOffset int64
-	if r.snapshots() {
-		fromOffset = r.load(ctx, from)
-	}
-	end := <-endc
-
-	var once sync.Once
-	replayed := 0
+	var (
+		once       sync.Once
+		replayed   atomic.Int64
+		fromOffset int64
+		// end is where the history ended at start (-2 until known, -1
+		// if it cannot tell): once the replay has restored it, the state
+		// is as whole as it was before the stop. It is learnt while the
+		// snapshot loads and the replay starts; whichever of the replay
+		// and the probe comes second sees the other's offset.
+		end atomic.Int64
+	)
 	done := func(why string) {
 		once.Do(func() {
 			r.restored.Store(true)
-			r.log.Info("history replayed", "until", why, "nodes", r.state.Len(), "reports", replayed,
+			r.log.Info("history replayed", "until", why, "nodes", r.state.Len(), "reports", replayed.Load(),
 				"from_offset", fromOffset, "took", time.Since(start).Round(time.Millisecond))
 		})
 	}
-	if fromOffset > 0 && end >= 0 && fromOffset > end {
-		done("the snapshot covers the whole history")
+	end.Store(-2)
+	go func() {
+		e := r.historyEnd(ctx)
+		end.Store(e)
+		if e >= 0 && r.last.Load() >= e {
+			done("end of stream")
+		}
+	}()
+	if r.snapshots() {
+		fromOffset = r.load(ctx, from)
+		// The history up to the snapshot is restored.
+		r.last.Store(fromOffset - 1)
+		if e := end.Load(); e >= 0 && fromOffset > e {
+			done("end of stream (the snapshot covers it)")
+		}
 	}
 
 	var writer sync.WaitGroup
@@ -121,9 +137,9 @@ func (r *restorer) run(ctx context.Context) {
 		if r.restored.Load() {
 			return
 		}
-		replayed++
+		replayed.Add(1)
 		switch {
-		case end >= 0 && m.Offset >= end:
+		case end.Load() >= 0 && m.Offset >= end.Load():
 			done("end of stream")
 		case m.Timestamp.After(start): // AMQP timestamps have whole seconds
 			// Published since the exporter started: the counted queue
@@ -222,7 +238,7 @@ func (r *restorer) getNewest() *snapshot.Info {
 
 // due says a snapshot should be written, given the newest on the stream: the
 // history moved since, and either the snapshot interval passed or the
-// history grew by more than a fleet's worth of reports.
+// history grew by more than half a fleet's worth of reports.
 func (r *restorer) due(newest *snapshot.Info) bool {
 	covers := r.last.Load()
 	switch {
@@ -232,7 +248,7 @@ func (r *restorer) due(newest *snapshot.Info) bool {
 		return true
 	case covers <= newest.Covers:
 		return false
-	case covers-newest.Covers >= int64(max(r.state.Len(), snapshotMinReports)):
+	case covers-newest.Covers >= int64(max(r.state.Len()/2, snapshotMinReports)):
 		return true
 	}
 	return time.Since(newest.Written) >= r.c.snapshotInterval
