@@ -79,6 +79,7 @@ func (inst *Instance) QueryData(ctx context.Context, req *backend.QueryDataReque
 		if r.Error == nil && !caughtUp {
 			addNotice(r.Frames, inst.replayNotice())
 		}
+		inst.noteOlderHistory(&r)
 		resp.Responses[q.RefID] = r
 	}
 	return resp, nil
