@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +27,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/data"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/runlens/runlens/datasource/plugin"
 	"github.com/runlens/runlens/internal/benchutil"
 	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/pkg/broker"
@@ -241,6 +245,29 @@ func restartOnce(ctx context.Context, w io.Writer, url, bin string, sz restartSi
 		row(fmt.Sprintf("snapshot + %d reports after it", tail), r)
 	}
 
+	// The datasource, from the snapshot the last exporter left at its stop
+	// plus another interval's worth of reports after it.
+	pub, err = broker.NewPublisher(ctx, url, b.exchange, log)
+	if err != nil {
+		return err
+	}
+	if err := b.publishRound(ctx, pub, max(1, sz.nodes/6)); err != nil {
+		pub.Close()
+		return err
+	}
+	pub.Close()
+	ds, err := b.datasource(ctx)
+	if err != nil {
+		return fmt.Errorf("datasource: %w", err)
+	}
+	right := "yes"
+	if ds.wrong != "" {
+		right = "NO: " + ds.wrong
+	}
+	fmt.Fprintf(w, "  %-44s %8.2fs  %5.2f / %5.2f            %-20s %d reports; the older history loaded after %.2fs\n",
+		fmt.Sprintf("datasource, snapshot + %d reports after it", max(1, sz.nodes/6)), ds.ready.Seconds(), ds.ready.Seconds()/bare,
+		ds.ready.Seconds()/bareDec, right+" (by role)", ds.replayed, ds.older.Seconds())
+
 	// The snapshot itself, read and written in this process.
 	heap, loadTook, err := b.loadHeap(ctx)
 	if err != nil {
@@ -346,14 +373,18 @@ func (r restartRun) stop() {
 		_ = r.cmd.Process.Kill()
 		<-r.done
 	}
-	os.Remove(r.logPath)
+	if os.Getenv("RUNLENS_BENCH_KEEP_LOGS") == "" {
+		os.Remove(r.logPath)
+	}
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
 func (r restartRun) kill() {
 	_ = r.cmd.Process.Kill()
 	<-r.done
-	os.Remove(r.logPath)
+	if os.Getenv("RUNLENS_BENCH_KEEP_LOGS") == "" {
+		os.Remove(r.logPath)
+	}
 }
 
 var benchReplayedRE = regexp.MustCompile(`msg="history replayed".* reports=(\d+)`)
@@ -540,4 +571,118 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// dsStart is what a datasource start looked like.
+type dsStart struct {
+	ready, older time.Duration // topology whole (caught up), older history loaded
+	replayed     uint64        // history messages before caught up
+	wrong        string        // the by-role topology against the truth, "" when right
+}
+
+// datasource starts a datasource instance on the bed's history (as Grafana
+// would, through the plugin's factory) and waits until its replay caught up
+// (its current topology whole), checks the topology by role (nodes and
+// failed nodes of every role) against the truth, then waits for the older
+// history.
+func (b *restartBed) datasource(ctx context.Context) (dsStart, error) {
+	var res dsStart
+	u, err := neturl.Parse(b.url)
+	if err != nil {
+		return res, err
+	}
+	secure := map[string]string{}
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			secure["amqpPassword"] = pw
+			u.User = neturl.User(u.User.Username())
+		}
+	}
+	jd, _ := json.Marshal(map[string]any{"amqpUrl": u.String(), "exchange": b.exchange, "stream": b.stream, "replay": "24h"})
+	start := time.Now()
+	// Errors only: the bench sized the stream, which the plugin warns about.
+	i, err := plugin.Factory(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))(ctx,
+		backend.DataSourceInstanceSettings{UID: "runlens-bench", Name: "runlens-bench", JSONData: jd, DecryptedSecureJSONData: secure})
+	if err != nil {
+		return res, err
+	}
+	inst := i.(*plugin.Instance)
+	defer inst.Dispose()
+	deadline := start.Add(30 * time.Minute)
+	for {
+		n, caughtUp := inst.Replayed()
+		if caughtUp {
+			res.ready, res.replayed = time.Since(start), n
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("not caught up after %s", time.Since(start).Round(time.Second))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	raw, _ := json.Marshal(map[string]any{"queryType": "topology", "groupBy": "role"})
+	resp, err := inst.QueryData(ctx, &backend.QueryDataRequest{Queries: []backend.DataQuery{{RefID: "A", JSON: raw,
+		TimeRange: backend.TimeRange{From: time.Now().Add(-time.Hour), To: time.Now()}}}})
+	if err != nil {
+		return res, err
+	}
+	res.wrong = b.checkRoles(resp.Responses["A"])
+	for inst.OlderHistoryLoading() {
+		if time.Now().After(deadline) {
+			return res, errors.New("older history still loading after 30 minutes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res.older = time.Since(start)
+	return res, nil
+}
+
+// checkRoles compares a by-role topology (subtitle "N nodes", mainstat "F
+// failed") with the truth.
+func (b *restartBed) checkRoles(r backend.DataResponse) string {
+	if r.Error != nil {
+		return r.Error.Error()
+	}
+	want := map[string][2]int{}
+	for _, n := range b.sim.Nodes {
+		failed := 0
+		if b.success[n.Name] == 0 {
+			failed = 1
+		}
+		for _, role := range []string{"base", n.Role} {
+			c := want[role]
+			want[role] = [2]int{c[0] + 1, c[1] + failed}
+		}
+	}
+	var nodes *data.Frame
+	for _, f := range r.Frames {
+		if f.Name == "nodes" {
+			nodes = f
+		}
+	}
+	if nodes == nil {
+		return "no nodes frame"
+	}
+	field := func(name string) *data.Field {
+		f, _ := nodes.FieldByName(name)
+		return f
+	}
+	id, sub, main := field("id"), field("subtitle"), field("mainstat")
+	if id == nil || sub == nil || main == nil {
+		return "nodes frame without id, subtitle or mainstat"
+	}
+	got := map[string][2]int{}
+	for i := range nodes.Rows() {
+		var c [2]int
+		fmt.Sscanf(fmt.Sprint(sub.At(i)), "%d", &c[0])
+		fmt.Sscanf(fmt.Sprint(main.At(i)), "%d", &c[1])
+		got[fmt.Sprint(id.At(i))] = c
+	}
+	var wrong []string
+	for role, w := range want {
+		if got[role] != w {
+			wrong = append(wrong, fmt.Sprintf("%s %v want %v (nodes, failed)", role, got[role], w))
+		}
+	}
+	return strings.Join(wrong, "; ")
 }

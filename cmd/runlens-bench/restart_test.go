@@ -29,6 +29,7 @@ func TestRestartSection(t *testing.T) {
 		`(?m)^  snapshot \+ 100 reports after it +` + num + `s .* yes \(600 nodes\) +100 reports`,
 		`(?m)^  snapshot \+ 300 reports after it +` + num + `s .* yes \(600 nodes\) +300 reports`,
 		`(?m)^  snapshot \+ 600 reports after it +` + num + `s .* yes \(600 nodes\) +600 reports`,
+		`(?m)^  datasource, snapshot \+ 100 reports after it +` + num + `s .* yes \(by role\) +100 reports; the older history loaded after`,
 		`(?m)^  snapshot of 600 nodes: [0-9]+ chunks, ` + num + ` MiB, ` + num + ` B/node; loaded in .* restored state ` + num + ` B/node of heap`,
 	} {
 		if !regexp.MustCompile(want).MatchString(out.String()) {
