@@ -92,7 +92,8 @@ func runRestart(ctx context.Context, w io.Writer, url string, rc *restartConfig,
 		"   history stream is bound to (the exporters' own quorum queue is bound to another, so it does not hold the history: the\n"+
 		"   restore reads the stream only). The bare read is a plain amqp091-go stream consumer (prefetch 1000, acks every 250)\n"+
 		"   from the first offset to the last, connecting included; 'decode' JSON-decodes each body's top level into a map.\n"+
-		"   Ready is from the exporter process's start to /-/ready 200 (its fleet state restored), SIGKILL between restarts.\n")
+		"   Ready is from the exporter process's start to /-/ready 200 (its fleet state restored); the first exporter is killed\n"+
+		"   with SIGKILL once its snapshot is written, the others stop with SIGTERM (writing a snapshot of what they replayed).\n")
 	bin, cleanup, err := buildExporter()
 	if err != nil {
 		return err

@@ -54,7 +54,10 @@ type Config struct {
 	ChunkBytes int
 	// Quiet is how long Load waits for the next chunk before it takes a
 	// snapshot for incomplete (its writer died mid-write), and for a first
-	// message of an empty stream; default 2s.
+	// message of an empty stream; default 1s. A live writer sends its
+	// chunks back to back (each takes milliseconds to encode), and a
+	// snapshot wrongly taken for incomplete only costs a longer replay
+	// after the one before it.
 	Quiet          time.Duration
 	ConnectionName string       // default "runlens-snapshot"
 	Logger         *slog.Logger // default slog.Default()
@@ -62,7 +65,7 @@ type Config struct {
 
 func (c Config) defaults() Config {
 	if c.Quiet <= 0 {
-		c.Quiet = 2 * time.Second
+		c.Quiet = time.Second
 	}
 	if c.ConnectionName == "" {
 		c.ConnectionName = "runlens-snapshot"
