@@ -26,8 +26,10 @@ const (
 	// snapshotCheckEvery is how often the writer looks whether a snapshot is
 	// due (a local check; the broker is asked only when it is).
 	snapshotCheckEvery = time.Second
-	// finalSnapshotTimeout bounds the snapshot written at shutdown.
-	finalSnapshotTimeout = 15 * time.Second
+	// snapshotWriteTimeout bounds one snapshot write. A write under way
+	// when the exporter is told to stop is finished, not cancelled (a
+	// cancelled one is wasted), so this also bounds that wait.
+	snapshotWriteTimeout = 15 * time.Second
 	// historyEndQuiet is how long the history stream's last messages are
 	// read at start to learn its end: the broker sends its last chunk in
 	// one go, so a pause this long means the chunk is over.
@@ -271,14 +273,13 @@ func (r *restorer) writeLoop(ctx context.Context) {
 
 // write writes a snapshot if due still holds under the lock.
 func (r *restorer) write(ctx context.Context, due func(*snapshot.Info) bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), snapshotWriteTimeout)
+	defer cancel()
 	t := time.Now()
 	covers := r.last.Load()
 	res, err := snapshot.Write(ctx, r.snap, r.state, covers, due)
 	switch {
 	case err != nil:
-		if ctx.Err() != nil {
-			return
-		}
 		r.mu.Lock()
 		warn := time.Since(r.lastFailure) >= time.Minute
 		if warn {
@@ -303,8 +304,6 @@ func (r *restorer) write(ctx context.Context, due func(*snapshot.Info) bool) {
 // writeFinal writes a snapshot at shutdown if the history moved since the
 // newest one, so that the next start replays next to nothing.
 func (r *restorer) writeFinal() {
-	ctx, cancel := context.WithTimeout(context.Background(), finalSnapshotTimeout)
-	defer cancel()
 	covers := r.last.Load()
-	r.write(ctx, func(newest *snapshot.Info) bool { return covers >= 0 && (newest == nil || covers > newest.Covers) })
+	r.write(context.Background(), func(newest *snapshot.Info) bool { return covers >= 0 && (newest == nil || covers > newest.Covers) })
 }

@@ -239,8 +239,11 @@ func snapshotNames(t *testing.T) names {
 
 // TestRestartFromSnapshot: one exporter follows a 40,000-run history and
 // writes snapshots (every 2 s while it moves); it is killed with SIGKILL
-// right after a snapshot covering everything, 1,000 more runs arrive while
-// it is down, and the new process restores from the snapshot plus those.
+// right after a snapshot covering everything, two more rounds (over 10,000
+// messages, so the next process finds a snapshot due as soon as it is
+// restored) arrive while it is down, and the new process restores from the
+// snapshot plus those. Stopped with SIGTERM straight away, it finishes that
+// snapshot and writes its last one: the third start replays nothing.
 func TestRestartFromSnapshot(t *testing.T) {
 	n := snapshotNames(t)
 	h := newTruthHistory(t, n.exchange, 21)
@@ -254,7 +257,8 @@ func TestRestartFromSnapshot(t *testing.T) {
 	t.Logf("history of %d messages; exporter-1 killed after a snapshot of %d nodes in %d chunks, %d bytes (%.0f B/node)",
 		h.messages, info.Nodes, info.Chunks, info.Bytes, float64(info.Bytes)/float64(info.Nodes))
 	before := h.messages
-	h.publish(1000)
+	h.publish(snapshotNodes)
+	h.publish(snapshotNodes)
 
 	e2, w := restartWatched(t, h, "exporter-2", n.args(rabbittest.URL)...)
 	w.assert(t)

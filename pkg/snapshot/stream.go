@@ -34,6 +34,9 @@ const (
 	// walkBack bounds how many snapshots Load tries, newest first, before
 	// giving up (a writer killed mid-write leaves an incomplete one).
 	walkBack = 4
+	// tailQuiet is how long Write reads the stream's last chunk for its
+	// last message: the broker sends the chunk in one go.
+	tailQuiet = 150 * time.Millisecond
 )
 
 // Stream returns the snapshot stream for a history stream, with the default
@@ -253,9 +256,10 @@ type Result struct {
 	Written *Info
 	// Locked: another writer held the lock, nothing was written.
 	Locked bool
-	// Newest is what the stream's last chunk said before writing (nil for
-	// an empty stream): a snapshot's ID, Covers and Written (Chunks, Nodes
-	// and Bytes unknown). due saw the same.
+	// Newest is the newest whole snapshot as the stream's last message
+	// says before writing: its ID, Covers, Written, Chunks and Nodes (Bytes
+	// unknown); nil when that message is not a snapshot's final chunk (an
+	// empty stream, a snapshot left incomplete). due saw the same.
 	Newest *Info
 }
 
@@ -266,9 +270,9 @@ type Result struct {
 // stream, held by its connection: see broker.TryLock), so that at most one
 // writes at a time, which keeps each snapshot's chunks contiguous. If
 // another writer holds the lock it returns at once with Result.Locked. Under
-// the lock it reads what the newest snapshot covers and asks due (nil:
-// always write): a replica that finds another's snapshot fresh enough
-// writes nothing.
+// the lock it reads what the newest whole snapshot covers and asks due
+// (nil: always write): a replica that finds another's snapshot fresh
+// enough writes nothing.
 //
 // The fleet is read in batches of nodes, each under a short read lock, and
 // encoded and published one chunk at a time: memory stays at about one
@@ -295,16 +299,22 @@ func Write(ctx context.Context, cfg Config, state *fleet.State, covers int64, du
 	}
 	_ = ch.Close()
 
+	// The stream's last message is the final chunk of the newest snapshot
+	// when that one is whole. Anything else (a writer killed or cancelled
+	// mid-write) says nothing about what a reader can load: Newest stays
+	// nil, so a due that waits for "something newer" writes.
 	var res Result
-	l := loader{ctx: ctx, conn: conn, cfg: cfg}
-	l.cfg.Quiet = 300 * time.Millisecond // only an empty stream waits
-	m, ok, err := l.probe(broker.OffsetLast)
+	var last *broker.Message
+	_, err = broker.ReadStream(ctx, conn, cfg.Stream.Name, broker.OffsetLast, 100, tailQuiet, func(m broker.Message) bool {
+		last = &m
+		return true
+	})
 	if err != nil {
 		return Result{}, err
 	}
-	if ok {
-		if h, _, err := Parse(m.Body); err == nil {
-			res.Newest = &Info{ID: h.ID, Covers: h.Covers, Written: h.Written}
+	if last != nil {
+		if h, _, err := Parse(last.Body); err == nil && h.Final {
+			res.Newest = &Info{ID: h.ID, Covers: h.Covers, Written: h.Written, Chunks: int(h.Chunks), Nodes: h.TotalNodes}
 		}
 	}
 	if due != nil && !due(res.Newest) {

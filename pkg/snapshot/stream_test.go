@@ -310,3 +310,39 @@ func TestStreamName(t *testing.T) {
 		t.Fatalf("explicit name %q", got)
 	}
 }
+
+// A writer cancelled mid-write (as at shutdown) leaves chunks that say what
+// they would have covered: the next writer must not take that for a
+// snapshot readers can load.
+func TestWriteAfterAnIncompleteOne(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	s := testFleet(500)
+	first, err := Write(context.Background(), cfg, s, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, cfg, chunks(t, s, 20, cfg.History)[:2]...)
+	var saw *Info
+	res, err := Write(context.Background(), cfg, s, 20, func(newest *Info) bool {
+		saw = newest
+		return newest == nil || newest.Covers < 20
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saw != nil || res.Written == nil {
+		t.Fatalf("after an incomplete snapshot: due saw %+v, written %+v; want nothing whole seen and a snapshot written", saw, res.Written)
+	}
+	_, info, err := load(t, cfg, LoadOptions{})
+	if err != nil || info.Covers != 20 {
+		t.Fatalf("Load = %+v, %v; want the one covering 20", info, err)
+	}
+	// And after a whole one, due sees it, with its counts.
+	if _, err := Write(context.Background(), cfg, s, 21, func(newest *Info) bool { saw = newest; return false }); err != nil {
+		t.Fatal(err)
+	}
+	if saw == nil || saw.ID != res.Written.ID || saw.Covers != 20 || saw.Nodes != uint64(s.Len()) || saw.Chunks != res.Written.Chunks {
+		t.Fatalf("due saw %+v, want the snapshot just written (%+v); first was %s", saw, res.Written, first.Written.ID)
+	}
+}
