@@ -220,15 +220,23 @@ func ReadStream(ctx context.Context, conn *amqp.Connection, stream string, offse
 	}
 }
 
-// LastOffset returns the offset of the last message stream holds, as far
-// as it can be read within quiet: it reads the stream's last chunk (see
-// OffsetLast) until nothing more arrives for quiet, or until ctx is done
-// (then it returns the highest offset read by then, if any). ok is false for
-// an empty stream. On a stream that keeps growing it is the end as of about
-// when it was called.
+// LastOffset returns the offset of the last message stream holds: it reads
+// the stream's last chunk (see OffsetLast) until nothing more arrives for
+// quiet, until a message stamped after the call arrives (published since:
+// AMQP timestamps have whole seconds, so a later second is later), or until
+// ctx is done (then it returns the highest offset read by then, if any). ok
+// is false for an empty stream. On a stream that keeps growing it is the end
+// as of about when it was called, never earlier.
 func LastOffset(ctx context.Context, conn *amqp.Connection, stream string, quiet time.Duration) (offset int64, ok bool, err error) {
 	offset = -1
+	called := time.Now()
 	_, err = ReadStream(ctx, conn, stream, OffsetLast, 1000, quiet, func(m Message) bool {
+		if m.Timestamp.After(called) {
+			// Everything before it was written before it, at about
+			// the call or earlier.
+			offset = max(offset, m.Offset-1)
+			return false
+		}
 		offset = max(offset, m.Offset)
 		return true
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,5 +212,57 @@ func TestReplayFromOffset(t *testing.T) {
 	}
 	if len(got) != 13 || got[0] != 17 || got[12] != 29 {
 		t.Fatalf("from offset 17 (FromOffset wins over From): offsets %v", got)
+	}
+}
+
+// On a stream that never goes quiet, LastOffset ends at the first message
+// published after it was called, not at its context's deadline.
+func TestLastOffsetOfAGrowingStream(t *testing.T) {
+	t.Parallel()
+	conn := rabbittest.Dial(t)
+	s := testStream(t, conn)
+	stop := make(chan struct{})
+	published := make(chan int, 1)
+	var confirmed atomic.Int64
+	go func() {
+		w, err := NewStreamWriter(rabbittest.Dial(t), s.Name, 1)
+		if err != nil {
+			published <- -1
+			return
+		}
+		defer w.Close()
+		n := 0
+		for {
+			select {
+			case <-stop:
+				published <- n
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if w.Write(context.Background(), []byte("tick"), nil) != nil || w.Flush(context.Background()) != nil {
+				published <- -1
+				return
+			}
+			n++
+			confirmed.Store(int64(n))
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	before := confirmed.Load() // stored before the call: offsets 0..before-1
+	began := time.Now()
+	off, ok, err := LastOffset(ctx, conn, s.Name, 5*time.Second)
+	took := time.Since(began)
+	close(stop)
+	n := <-published
+	if err != nil || !ok || n < 0 {
+		t.Fatalf("LastOffset = %d %v %v (publisher %d)", off, ok, err, n)
+	}
+	if took > 5*time.Second {
+		t.Errorf("LastOffset took %s on a growing stream, want about a second", took)
+	}
+	if off < before-1 || off >= int64(n) {
+		t.Errorf("LastOffset = %d, with %d confirmed before the call and %d by the end", off, before, n)
 	}
 }
