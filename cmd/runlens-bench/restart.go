@@ -20,6 +20,7 @@ import (
 	neturl "net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -87,6 +88,9 @@ func (rc *restartConfig) parse(quick bool) error {
 
 // runRestart is the section.
 func runRestart(ctx context.Context, w io.Writer, url string, rc *restartConfig, log *slog.Logger) error {
+	// Interrupted, it still deletes its streams (gigabytes at the big size).
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	fmt.Fprintf(w, "== 5. restart: exporter ready time against a bare read of the history stream\n")
 	fmt.Fprintf(w, "   The history is Chef handler reports of about 1.3 KB, rounds of the whole fleet, published to an exchange only the\n"+
 		"   history stream is bound to (the exporters' own quorum queue is bound to another, so it does not hold the history: the\n"+
@@ -175,7 +179,7 @@ func restartOnce(ctx context.Context, w io.Writer, url, bin string, sz restartSi
 	var plain, decoded []float64
 	for i := range repeat {
 		for _, decode := range []bool{i%2 == 1, i%2 == 0} {
-			d, err := bareRead(url, b.stream, b.messages, decode)
+			d, err := bareRead(ctx, url, b.stream, b.messages, decode)
 			if err != nil {
 				return err
 			}
@@ -317,7 +321,7 @@ func (b *restartBed) publishRound(ctx context.Context, pub *broker.Publisher, n 
 }
 
 // bareRead reads the stream from its first offset until n messages arrived.
-func bareRead(url, stream string, n int, decode bool) (time.Duration, error) {
+func bareRead(ctx context.Context, url, stream string, n int, decode bool) (time.Duration, error) {
 	start := time.Now()
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -336,7 +340,13 @@ func bareRead(url, stream string, n int, decode bool) (time.Duration, error) {
 		return 0, err
 	}
 	for i := range n {
-		d, ok := <-dels
+		var d amqp.Delivery
+		var ok bool
+		select {
+		case d, ok = <-dels:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
 		if !ok {
 			return 0, fmt.Errorf("bare stream consumer: channel closed after %d", i)
 		}

@@ -73,11 +73,15 @@ func (inst *Instance) restoreFleet(ctx context.Context, from time.Time) int64 {
 
 // loadOlderHistory replays the history from the window's start up to and
 // including offset covers, into the runs and (uncounted) into the fleet,
-// which gets back the details a snapshot does not carry.
+// which gets back the details a snapshot does not carry. The runs go to a
+// History of their own, merged into the instance's at the end: they are
+// all older than what the live feed added meanwhile, and adding them one
+// by one would shift every newer run held, for each.
 func (inst *Instance) loadOlderHistory(ctx context.Context, from time.Time, covers int64) {
 	defer inst.wg.Done()
 	defer inst.backfill.running.Store(false)
 	start := time.Now()
+	older := inst.history.Like()
 	bctx, stop := context.WithCancel(ctx)
 	defer stop()
 	err := broker.Replay(bctx, broker.ReplayConfig{
@@ -98,7 +102,7 @@ func (inst *Instance) loadOlderHistory(ctx context.Context, from time.Time, cove
 		}
 		if d.err == nil {
 			inst.fleet.Restore(d.run, time.Now())
-			inst.history.Add(d.run)
+			older.Add(d.run)
 			inst.backfill.loaded.Add(1)
 		}
 		if m.Offset == covers {
@@ -112,6 +116,7 @@ func (inst *Instance) loadOlderHistory(ctx context.Context, from time.Time, cove
 		inst.log.Warn("cannot load the older history", "err", err)
 		return
 	}
+	inst.history.Merge(older)
 	inst.log.Info("older history loaded", "reports", inst.backfill.loaded.Load(), "runs", inst.history.Len(),
 		"took", time.Since(start).Round(time.Millisecond))
 }
