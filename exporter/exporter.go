@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -51,6 +50,8 @@ type config struct {
 	maxInflightBytes          int64
 	historyStream             string
 	historyReplay, historyAge time.Duration
+	snapshotStream            string
+	snapshotInterval          time.Duration
 	nodeTTL                   time.Duration
 	maxBytes                  int
 	dedupWindow, maxTypes     int
@@ -97,8 +98,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	app.Flag("amqp.max-inflight-bytes", "Bytes of received deliveries held before the exporter stops reading from the broker until it has handled some (the broker keeps the rest queued).").
 		Default(fmt.Sprint(broker.DefaultMaxInflightBytes)).Int64Var(&c.maxInflightBytes)
 	app.Flag("amqp.delivery-limit", "Deliveries after which the broker dead-letters a message that keeps failing (x-delivery-limit).").Default("20").IntVar(&c.deliveryLimit)
-	app.Flag("history.stream", "Stream of every report, replayed at start so per-node gauges are right at once.").Default("runlens.history").StringVar(&c.historyStream)
-	app.Flag("history.replay", "How far back to replay the history stream at start; 0 disables the replay.").Default("24h").DurationVar(&c.historyReplay)
+	app.Flag("history.stream", "Stream of every report, followed for the per-node gauges and replayed at start after the newest fleet snapshot.").Default("runlens.history").StringVar(&c.historyStream)
+	app.Flag("history.replay", "How far back to replay the history stream at start when no fleet snapshot is usable; 0 disables the history (no replay, following or snapshots).").Default("24h").DurationVar(&c.historyReplay)
+	app.Flag("snapshot.stream", "Stream of fleet snapshots, shared by every replica and the datasource (default: <history.stream>.snapshots).").StringVar(&c.snapshotStream)
+	app.Flag("snapshot.interval", "Write a fleet snapshot this often while the history moves (and at shutdown), so a restart replays only the history after it; 0 disables snapshots.").Default("5m").DurationVar(&c.snapshotInterval)
 	app.Flag("history.max-age", "Retention (x-max-age) of the history stream, used when this exporter is the first to declare it.").Default("168h").DurationVar(&c.historyAge)
 	app.Flag("node.ttl", "A node not heard from for this long loses all its series; 0 keeps nodes for ever.").Default("24h").DurationVar(&c.nodeTTL)
 	app.Flag("report.max-bytes", "Reports larger than this are rejected.").Default(fmt.Sprint(report.DefaultMaxBytes)).IntVar(&c.maxBytes)
@@ -225,21 +228,23 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	collector.RegisterAMQPUp(reg, consumer.Connected)
 	collector.RegisterDeadLettersDropped(reg, consumer.DeadLettersDropped)
 
-	var caughtUp atomic.Bool
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 
+	restored := func() bool { return true }
 	if c.historyReplay > 0 {
+		r := newRestorer(c, pipeline, state, logger)
+		restored = r.Restored
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			replay(ctx, c, pipeline, state, &caughtUp, logger)
+			r.run(ctx)
 		}()
-	} else {
-		caughtUp.Store(true)
 	}
+	fleetWriter := collector.NewFleetWriter(state)
+	fleetWriter.Gate(restored)
 
 	wg.Add(1)
 	go func() {
@@ -264,7 +269,7 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(c.telemetryPath, collector.Handler(reg, collector.NewFleetWriter(state), logger, collector.HandlerOpts{
+	mux.Handle(c.telemetryPath, collector.Handler(reg, fleetWriter, logger, collector.HandlerOpts{
 		MaxInFlight: c.maxRequests, WriteTimeout: c.httpTimeouts.write, Registerer: reg,
 	}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
@@ -272,8 +277,8 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 		switch {
 		case !consumer.Consuming():
 			http.Error(w, "Not ready: not consuming from the AMQP queue.", http.StatusServiceUnavailable)
-		case !caughtUp.Load():
-			http.Error(w, "Not ready: replaying the history stream.", http.StatusServiceUnavailable)
+		case !restored():
+			http.Error(w, "Not ready: restoring the fleet state (snapshot, then the history stream after it).", http.StatusServiceUnavailable)
 		default:
 			fmt.Fprintln(w, "Ready.")
 		}
@@ -321,58 +326,6 @@ func serve(ctx context.Context, c *config, logger *slog.Logger) error {
 	_ = srv.Shutdown(shutdownCtx)
 	logger.Info("stopped")
 	return runErr
-}
-
-// replayMaxWait bounds how long readiness waits for the history replay.
-const replayMaxWait = 2 * time.Minute
-
-// replay rebuilds the fleet's gauges from the history stream. The stream is
-// bound to the live exchange, so it never goes quiet on a busy fleet: the
-// replay ends at the first message published after it started (producers
-// that use runlens' publisher stamp every message), or after a pause in
-// traffic, or after replayMaxWait, whichever comes first. It only speeds up
-// correct gauges: without it the exporter still works, so a failure is not
-// fatal and never holds readiness past replayMaxWait.
-func replay(ctx context.Context, c *config, p *ingest.Pipeline, state *fleet.State, caughtUp *atomic.Bool, logger *slog.Logger) {
-	start := time.Now()
-	from := c.historyReplay
-	if c.nodeTTL > 0 {
-		// Nodes older than the TTL would only be expired again.
-		from = min(from, c.nodeTTL)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var once sync.Once
-	done := func(why string) {
-		once.Do(func() {
-			caughtUp.Store(true)
-			logger.Info("history replayed", "until", why, "nodes", state.Len(), "took", time.Since(start).Round(time.Millisecond))
-		})
-	}
-	deadline := time.AfterFunc(replayMaxWait, func() {
-		done("time limit")
-		stop()
-	})
-	defer deadline.Stop()
-	err := broker.Replay(rctx, broker.ReplayConfig{
-		URL:            c.amqpURL,
-		History:        broker.History{Stream: c.historyStream, Exchange: c.exchange, MaxAge: c.historyAge},
-		From:           start.Add(-from),
-		ConnectionName: "runlens-exporter-history",
-		Logger:         logger,
-	}, func(m broker.Message) {
-		if m.Timestamp.After(start) { // AMQP timestamps have whole seconds
-			// Published since the replay began: the counted queue has it.
-			done("live messages")
-			stop()
-			return
-		}
-		p.Restore(m)
-	}, func() { done("end of stream") })
-	if err != nil && ctx.Err() == nil && rctx.Err() == nil {
-		logger.Warn("history replay failed; per-node gauges fill in as runs arrive", "err", err)
-	}
-	done("stopped")
 }
 
 func expireLoop(ctx context.Context, state *fleet.State, metrics *collector.IngestMetrics, ttl time.Duration, logger *slog.Logger) {

@@ -34,6 +34,7 @@ import (
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/report"
 	"github.com/runlens/runlens/pkg/simulator"
+	"github.com/runlens/runlens/pkg/snapshot"
 )
 
 // harness runs the exporter in-process against the real broker, with
@@ -61,7 +62,7 @@ func newHarness(t *testing.T, extra ...string) *harness {
 		logs:     &testlog.Buffer{},
 	}
 	h.dlq = h.queue + ".dead"
-	rabbittest.DeleteQueues(t, h.queue, h.dlq, h.stream)
+	rabbittest.DeleteQueues(t, h.queue, h.dlq, h.stream, h.stream+snapshot.StreamSuffix)
 	rabbittest.DeleteExchanges(t, h.exchange, h.queue+".dlx")
 	return h
 }

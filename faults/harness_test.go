@@ -31,6 +31,7 @@ import (
 	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/pkg/broker"
+	"github.com/runlens/runlens/pkg/snapshot"
 )
 
 // exporterBin is the exporter built once by TestMain.
@@ -68,7 +69,7 @@ func newNames(t *testing.T) names {
 		stream:   rabbittest.Name(t, "faults.hist."),
 	}
 	n.dlq = n.queue + ".dead"
-	rabbittest.DeleteQueues(t, n.queue, n.dlq, n.stream)
+	rabbittest.DeleteQueues(t, n.queue, n.dlq, n.stream, n.stream+snapshot.StreamSuffix)
 	rabbittest.DeleteExchanges(t, n.exchange, n.queue+".dlx")
 	return n
 }

@@ -102,7 +102,11 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 	fs.IntVar(&cfg.baselineMaxNodes, "baseline-max-nodes", 100000, "skip the static-registry scrape baseline above this fleet size (it takes minutes at 1M)")
 	fs.IntVar(&cfg.directMinNodes, "direct-min-nodes", 0, "from this fleet size on, the scrape figure builds the fleet from report.Run values made in Go instead of simulating and decoding JSON (0: never; decoding 1M nodes one at a time takes well under a minute)")
 	fs.BoolVar(&cfg.quick, "quick", false, "tiny sizes and 2 s durations (a smoke test of the benchmark, not a measurement)")
+	restart := addRestartFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := restart.parse(cfg.quick); err != nil {
 		return err
 	}
 	if cfg.quick {
@@ -146,6 +150,9 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 	load := strings.Fields(readFile("/proc/loadavg"))
 	fmt.Fprintf(w, "runlens-bench  go=%s  cpus=%d  %s  loadavg %s\n\n", runtime.Version(), runtime.NumCPU(),
 		time.Now().UTC().Format(time.RFC3339), strings.Join(load[:min(3, len(load))], " "))
+	if restart.only {
+		return runRestart(ctx, w, cfg.url, restart, log)
+	}
 	if !cfg.skipDrain {
 		fmt.Fprintf(w, "== 1. drain rate of a preloaded queue\n")
 		if err := drain(w, cfg, log); err != nil {
@@ -168,6 +175,9 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 		if err := scrape(w, cfg, n, &sc); err != nil {
 			return fmt.Errorf("scrape %d: %w", n, err)
 		}
+	}
+	if restart.enabled {
+		return runRestart(ctx, w, cfg.url, restart, log)
 	}
 	return nil
 }

@@ -89,6 +89,7 @@ type Instance struct {
 	// counted once done with); see Replayed.
 	received, rejected, duplicates atomic.Uint64
 	feedErr                        atomic.Pointer[error]
+	backfill                       backfill // the older history, after a snapshot (snapshot.go)
 
 	// rejection log rate limit; touched by the feed goroutine only
 	lastRejectLog    time.Time
@@ -199,11 +200,13 @@ func (inst *Instance) snapshot() (uint64, []fleet.Node) {
 func (inst *Instance) feed(ctx context.Context) {
 	defer inst.wg.Done()
 	from := time.Now().Add(-inst.settings.Replay)
+	fromOffset := inst.restoreFleet(ctx, from)
 	var once sync.Once
 	err := broker.Replay(ctx, broker.ReplayConfig{
 		URL:            inst.settings.AMQPURL,
 		History:        broker.History{Stream: inst.settings.Stream, Exchange: inst.settings.Exchange},
 		From:           from,
+		FromOffset:     fromOffset,
 		Follow:         true,
 		ConnectionName: "runlens-datasource",
 		TLS:            inst.settings.AMQPTLSConfig,

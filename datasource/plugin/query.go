@@ -99,7 +99,9 @@ func (inst *Instance) QueryData(ctx context.Context, req *backend.QueryDataReque
 	}
 	caughtUp := inst.waitCaughtUp(ctx)
 	for _, q := range req.Queries {
-		resp.Responses[q.RefID] = inst.query(ctx, req.PluginContext, q, caughtUp)
+		r := inst.query(ctx, req.PluginContext, q, caughtUp)
+		inst.noteOlderHistory(&r)
+		resp.Responses[q.RefID] = r
 	}
 	return resp, nil
 }

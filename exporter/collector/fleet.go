@@ -25,12 +25,21 @@ const namespace = "runlens"
 // time also means a node's series appear with its first finished run
 // (counters at 0 when nothing failed) and vanish the moment the node expires:
 // there is no second copy of the data to keep in step.
+//
+// Until the fleet state is restored after a start (see Gate) it writes
+// nothing: a half-restored state would show per-node values older than what
+// the exporter served before it stopped.
 type FleetWriter struct {
-	state *fleet.State
+	state    *fleet.State
+	restored func() bool
 }
 
 // NewFleetWriter returns a writer of state's nodes.
 func NewFleetWriter(state *fleet.State) *FleetWriter { return &FleetWriter{state: state} }
+
+// Gate makes WriteTo write no per-node series, nor runlens_nodes, while
+// restored() is false. It must be called before the writer is used.
+func (w *FleetWriter) Gate(restored func() bool) { w.restored = restored }
 
 // family is one per-node metric family.
 type family struct {
@@ -82,6 +91,9 @@ type nodeSample struct {
 
 // WriteTo writes every per-node family and runlens_nodes.
 func (w *FleetWriter) WriteTo(out io.Writer) (int64, error) {
+	if w.restored != nil && !w.restored() {
+		return 0, nil
+	}
 	var samples []nodeSample
 	total := 0
 	w.state.Each(func(n *fleet.Node) {

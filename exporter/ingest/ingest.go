@@ -95,12 +95,16 @@ func (p *Pipeline) Handle(_ context.Context, m broker.Message) error {
 }
 
 // Restore takes a report from the history stream into the fleet state without
-// counting it. Messages the stream holds that runlens does not accept are
-// skipped: the counted queue has dead-lettered and counted them already.
+// counting it (decoded by Prepare, when the replay ran it). Messages the
+// stream holds that runlens does not accept are skipped: the counted queue
+// has dead-lettered and counted them already.
 func (p *Pipeline) Restore(m broker.Message) {
-	r, err := p.decoder.Decode(m.Body)
-	if err != nil {
+	d, ok := m.Prepared.(*decoded)
+	if !ok {
+		d = p.Prepare(m.Body).(*decoded)
+	}
+	if d.err != nil {
 		return
 	}
-	p.fleet.Restore(r, p.now())
+	p.fleet.Restore(d.run, p.now())
 }

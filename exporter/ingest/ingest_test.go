@@ -84,3 +84,15 @@ func TestRestoreDoesNotCount(t *testing.T) {
 		t.Fatalf("the same report through the queue after a restore must count once, got %d", n.Runs)
 	}
 }
+
+// The history follower decodes ahead (Prepare, in parallel); Restore takes
+// that result rather than decoding again.
+func TestRestoreUsesPrepared(t *testing.T) {
+	p, st, _ := newPipeline(t)
+	m := broker.Message{Body: []byte("not what was prepared")}
+	m.Prepared = p.Prepare([]byte(good))
+	p.Restore(m)
+	if n, ok := st.Node("web-1"); !ok || n.Last == nil || n.Last.ID != "r1" {
+		t.Fatalf("restore of a prepared message: %+v (present %v)", n, ok)
+	}
+}

@@ -22,8 +22,13 @@ type ReplayConfig struct {
 	// together) whose timestamp is not earlier than From, so a few messages
 	// slightly older than From may be delivered; messages newer than From
 	// always are.
-	From     time.Time
-	Prefetch int // default 1000 (stream consumers require a qos prefetch and manual ack)
+	From time.Time
+	// FromOffset, when positive, replays from this stream offset instead
+	// (the message after what a fleet snapshot covers, see pkg/snapshot);
+	// an offset older than the stream still holds starts at its first
+	// message.
+	FromOffset int64
+	Prefetch   int // default 1000 (stream consumers require a qos prefetch and manual ack)
 	// IdleAfter: caught up once this long has passed since the last
 	// delivery was handled with no further delivery received (neither
 	// waiting to be handled nor arriving); default 500ms.
@@ -163,6 +168,8 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 	switch {
 	case r.last >= 0:
 		offset = r.last + 1
+	case r.cfg.FromOffset > 0:
+		offset = r.cfg.FromOffset
 	case !r.cfg.From.IsZero():
 		offset = r.cfg.From
 	}

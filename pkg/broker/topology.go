@@ -292,24 +292,8 @@ func DeclareHistory(conn *amqp.Connection, h History, log *slog.Logger) (*amqp.C
 		}
 		return nil, fmt.Errorf("declare exchange %q: %w", h.Exchange, err)
 	}
-	if _, declErr := ch.QueueDeclare(h.Stream, true, false, false, false, h.Arguments()); declErr != nil {
-		closeQuietly(ch)
-		if !isCode(declErr, amqp.PreconditionFailed) {
-			return nil, fmt.Errorf("declare stream %q: %w", h.Stream, declErr)
-		}
-		setting := inequivalentArg(declErr)
-		if !streamSetting[setting] {
-			return nil, &ConfigError{msg: fmt.Sprintf("broker: queue %q exists but is not a stream: %v", h.Stream, declErr), err: declErr}
-		}
-		if ch, err = conn.Channel(); err != nil {
-			return nil, fmt.Errorf("open channel: %w", err)
-		}
-		if _, err := ch.QueueDeclarePassive(h.Stream, true, false, false, false, nil); err != nil {
-			closeQuietly(ch)
-			return nil, fmt.Errorf("declare stream %q passively: %w", h.Stream, err)
-		}
-		log.Warn("history stream exists with different settings; using it as it is",
-			"stream", h.Stream, "setting", setting, "broker_reason", reasonOf(declErr))
+	if ch, err = declareStream(conn, ch, h.Stream, h.Arguments(), log); err != nil {
+		return nil, err
 	}
 	if err := ch.QueueBind(h.Stream, "", h.Exchange, false, nil); err != nil {
 		closeQuietly(ch)
