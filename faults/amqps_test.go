@@ -49,18 +49,7 @@ func TestAMQPS(t *testing.T) {
 	const reports = 500
 	dir := t.TempDir()
 	pki := newTestPKI(t, dir)
-	home := erlangHome(t)
-	conf := strings.Join([]string{
-		"listeners.tcp = none",
-		"listeners.ssl.default = 127.0.0.1:%PORT%",
-		"ssl_options.cacertfile = " + pki.caFile,
-		"ssl_options.certfile = " + pki.serverCert,
-		"ssl_options.keyfile = " + pki.serverKey,
-		"ssl_options.verify = verify_peer",
-		"ssl_options.fail_if_no_peer_cert = true",
-		"",
-	}, "\n")
-	node := startRabbitNodes(t, home, "rltls", conf)[0]
+	node := startMTLSNode(t, pki, "rltls")
 	base := fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", node.port)
 	withQuery := func(kv ...string) string {
 		q := url.Values{}
@@ -219,6 +208,24 @@ func lastErrLine(logs string) string {
 		}
 	}
 	return ""
+}
+
+// startMTLSNode starts an extra RabbitMQ node (see startRabbitNodes) whose
+// only listener is AMQPS with pki's server certificate, and which requires a
+// client certificate signed by pki's CA (verify_peer, fail_if_no_peer_cert).
+func startMTLSNode(t *testing.T, pki testPKI, prefix string) *rabbitNode {
+	t.Helper()
+	conf := strings.Join([]string{
+		"listeners.tcp = none",
+		"listeners.ssl.default = 127.0.0.1:%PORT%",
+		"ssl_options.cacertfile = " + pki.caFile,
+		"ssl_options.certfile = " + pki.serverCert,
+		"ssl_options.keyfile = " + pki.serverKey,
+		"ssl_options.verify = verify_peer",
+		"ssl_options.fail_if_no_peer_cert = true",
+		"",
+	}, "\n")
+	return startRabbitNodes(t, erlangHome(t), prefix, conf)[0]
 }
 
 // testPKI is a CA, a server certificate (localhost, 127.0.0.1) and a client

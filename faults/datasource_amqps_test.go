@@ -43,17 +43,7 @@ func TestDatasourceAMQPS(t *testing.T) {
 		}
 		return string(b)
 	}
-	conf := strings.Join([]string{
-		"listeners.tcp = none",
-		"listeners.ssl.default = 127.0.0.1:%PORT%",
-		"ssl_options.cacertfile = " + pki.caFile,
-		"ssl_options.certfile = " + pki.serverCert,
-		"ssl_options.keyfile = " + pki.serverKey,
-		"ssl_options.verify = verify_peer",
-		"ssl_options.fail_if_no_peer_cert = true",
-		"",
-	}, "\n")
-	node := startRabbitNodes(t, erlangHome(t), "rldstls", conf)[0]
+	node := startMTLSNode(t, pki, "rldstls")
 	exchange, stream := "faults.dstls.ex", "faults.dstls.hist"
 
 	newDS := func(name string, jd map[string]any, secure map[string]string) (*plugin.Instance, *testlog.Buffer) {

@@ -41,18 +41,7 @@ func TestSaltReturnerAMQPS(t *testing.T) {
 	}
 	dir := t.TempDir()
 	pki := newTestPKI(t, dir)
-	home := erlangHome(t)
-	conf := strings.Join([]string{
-		"listeners.tcp = none",
-		"listeners.ssl.default = 127.0.0.1:%PORT%",
-		"ssl_options.cacertfile = " + pki.caFile,
-		"ssl_options.certfile = " + pki.serverCert,
-		"ssl_options.keyfile = " + pki.serverKey,
-		"ssl_options.verify = verify_peer",
-		"ssl_options.fail_if_no_peer_cert = true",
-		"",
-	}, "\n")
-	node := startRabbitNodes(t, home, "rlsalt", conf)[0]
+	node := startMTLSNode(t, pki, "rlsalt")
 
 	// The consumer side, over mTLS too.
 	roots := x509.NewCertPool()
