@@ -54,12 +54,7 @@ func TestMain(m *testing.M) {
 // flags, and waits until it is ready. The test's cleanup kills it.
 func (h *harness) startBinary() *proctest.Proc {
 	h.t.Helper()
-	h.addr = proctest.FreeAddr(h.t)
-	args := append([]string{
-		"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
-		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--log.level=info",
-	}, h.extra...)
-	p := proctest.Start(h.t, h.t.TempDir(), "runlens-exporter", exporterBinary(h.t), args...)
+	p := proctest.Start(h.t, h.t.TempDir(), "runlens-exporter", exporterBinary(h.t), h.args()...)
 	proctest.WaitReady(h.t, "http://"+h.addr+"/-/ready", 60*time.Second, p)
 	return p
 }

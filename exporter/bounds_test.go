@@ -6,17 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 
 	"github.com/runlens/runlens/internal/rabbittest"
@@ -158,50 +154,6 @@ func TestExporterStalledScrapersDoNotLockOutScrapes(t *testing.T) {
 			t.Errorf("stalled scrape %d got %d bytes, the whole answer (%d)", i, n, full)
 		}
 	}
-}
-
-// fetchMetrics GETs /metrics (no gzip) and returns the body, failing on any
-// status but 200.
-func fetchMetrics(t *testing.T, addr string) []byte {
-	t.Helper()
-	client := http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableCompression: true}}
-	resp, err := client.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading /metrics: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %s", resp.Status)
-	}
-	return b
-}
-
-// parseScrape is harness.scrape's parsing of a body already read.
-func parseScrape(t *testing.T, body []byte) map[string]float64 {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("scrape is not valid text exposition: %v", err)
-	}
-	out := map[string]float64{}
-	for name, mf := range families {
-		for _, m := range mf.Metric {
-			var ls []string
-			for _, l := range m.Label {
-				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			sort.Strings(ls)
-			if m.Gauge != nil {
-				out[name+"{"+strings.Join(ls, ",")+"}"] = m.Gauge.GetValue()
-			}
-		}
-	}
-	return out
 }
 
 // A chunked POST to the data collector endpoint that stops mid-body is cut

@@ -81,14 +81,20 @@ func (h *harness) start() {
 	})
 }
 
-// launch runs the exporter without waiting for it.
-func (h *harness) launch() {
-	h.t.Helper()
+// args are the exporter's flags for the harness's names, on a fresh listen
+// address (h.addr), followed by the extra ones.
+func (h *harness) args() []string {
 	h.addr = proctest.FreeAddr(h.t)
-	args := append([]string{
+	return append([]string{
 		"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
 		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--log.level=info",
 	}, h.extra...)
+}
+
+// launch runs the exporter without waiting for it.
+func (h *harness) launch() {
+	h.t.Helper()
+	args := h.args()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan int, 1)
 	go func() { h.done <- run(ctx, args, io.Discard, h.logs) }()
@@ -134,18 +140,42 @@ func (h *harness) publish(bodies ...[]byte) {
 	}
 }
 
-// scrape returns every sample as "name{k="v",…}" → value, labels sorted.
+// scrape returns every sample as "name{k="v",…}" → value, labels sorted
+// (see parseScrape).
 func (h *harness) scrape() map[string]float64 {
 	h.t.Helper()
-	resp, err := http.Get("http://" + h.addr + "/metrics")
+	return parseScrape(h.t, fetchMetrics(h.t, h.addr))
+}
+
+// fetchMetrics GETs /metrics (no gzip) and returns the body, failing on any
+// status but 200.
+func fetchMetrics(t *testing.T, addr string) []byte {
+	t.Helper()
+	client := http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatalf("reading /metrics: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	return b
+}
+
+// parseScrape returns every sample of a scrape's body as
+// "name{k="v",…}" → value, labels sorted; a histogram as its
+// name_count{…}.
+func parseScrape(t *testing.T, body []byte) map[string]float64 {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("scrape is not valid text exposition: %v", err)
 	}
 	out := map[string]float64{}
 	for name, mf := range families {
