@@ -636,18 +636,7 @@ func TestExporterReadyWhileReportsKeepArriving(t *testing.T) {
 // exporter serves HTTPS only, with the certificate from the web config, and
 // /metrics needs the password.
 func TestExporterWebConfigTLS(t *testing.T) {
-	dir := t.TempDir()
-	caPool, certFile, keyFile := selfSignedCert(t, dir)
-	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "web.yml")
-	webConfig := "tls_server_config:\n  cert_file: " + certFile + "\n  key_file: " + keyFile +
-		"\nbasic_auth_users:\n  prometheus: " + string(hash) + "\n"
-	if err := os.WriteFile(cfg, []byte(webConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, caPool, _ := tlsBasicAuthWebConfig(t, t.TempDir())
 	h := newHarness(t, "--web.config.file="+cfg, "--history.replay=0")
 	h.launch()
 
@@ -674,6 +663,26 @@ func TestExporterWebConfigTLS(t *testing.T) {
 	if code := get(http.DefaultClient, "https", "prometheus", "scrape-pw"); code != 0 {
 		t.Errorf("a client that does not trust the CA got %d, want a TLS error", code)
 	}
+}
+
+// tlsBasicAuthWebConfig writes an exporter-toolkit web configuration into
+// dir: TLS with a CA-signed certificate for 127.0.0.1 and basic auth for the
+// user prometheus with password scrape-pw. It returns the file, the CA that
+// signed the certificate, and the password's bcrypt hash.
+func tlsBasicAuthWebConfig(t *testing.T, dir string) (file string, ca *x509.CertPool, hash []byte) {
+	t.Helper()
+	ca, certFile, keyFile := selfSignedCert(t, dir)
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file = filepath.Join(dir, "web.yml")
+	webConfig := "tls_server_config:\n  cert_file: " + certFile + "\n  key_file: " + keyFile +
+		"\nbasic_auth_users:\n  prometheus: " + string(hash) + "\n"
+	if err := os.WriteFile(file, []byte(webConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, ca, hash
 }
 
 // selfSignedCert writes a CA-signed server certificate for 127.0.0.1.
