@@ -3,17 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +24,7 @@ import (
 	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/internal/testlog"
+	"github.com/runlens/runlens/internal/testpki"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/report"
 	"github.com/runlens/runlens/pkg/simulator"
@@ -666,59 +660,21 @@ func TestExporterWebConfigTLS(t *testing.T) {
 }
 
 // tlsBasicAuthWebConfig writes an exporter-toolkit web configuration into
-// dir: TLS with a CA-signed certificate for 127.0.0.1 and basic auth for the
+// dir: TLS with a certificate for 127.0.0.1 (testpki) and basic auth for the
 // user prometheus with password scrape-pw. It returns the file, the CA that
 // signed the certificate, and the password's bcrypt hash.
 func tlsBasicAuthWebConfig(t *testing.T, dir string) (file string, ca *x509.CertPool, hash []byte) {
 	t.Helper()
-	ca, certFile, keyFile := selfSignedCert(t, dir)
+	pki := testpki.New(t, dir)
 	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pw"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
 	file = filepath.Join(dir, "web.yml")
-	webConfig := "tls_server_config:\n  cert_file: " + certFile + "\n  key_file: " + keyFile +
+	webConfig := "tls_server_config:\n  cert_file: " + pki.ServerCert + "\n  key_file: " + pki.ServerKey +
 		"\nbasic_auth_users:\n  prometheus: " + string(hash) + "\n"
 	if err := os.WriteFile(file, []byte(webConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return file, ca, hash
-}
-
-// selfSignedCert writes a CA-signed server certificate for 127.0.0.1.
-func selfSignedCert(t *testing.T, dir string) (*x509.CertPool, string, string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "runlens test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "runlens-exporter"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, certFile, keyFile
+	return file, pki.CAPool, hash
 }
