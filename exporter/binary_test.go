@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -29,11 +27,7 @@ func exporterBinary(t *testing.T) string {
 			binaryErr = err
 			return
 		}
-		binaryPath = filepath.Join(dir, "runlens-exporter")
-		out, err := exec.Command(proctest.Go(), "build", "-o", binaryPath, ".").CombinedOutput()
-		if err != nil {
-			binaryErr = fmt.Errorf("go build ./exporter: %v\n%s", err, out)
-		}
+		binaryPath, binaryErr = proctest.BuildExporter(dir)
 	})
 	if binaryErr != nil {
 		t.Fatal(binaryErr)

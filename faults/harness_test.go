@@ -43,11 +43,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		os.Exit(2)
 	}
-	exporterBin = filepath.Join(dir, "runlens-exporter")
-	build := exec.Command(proctest.Go(), "build", "-o", exporterBin, "./exporter")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "faults: go build ./exporter: %v\n%s", err, out)
+	if exporterBin, err = proctest.BuildExporter(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
 		os.RemoveAll(dir)
 		os.Exit(2)
 	}
