@@ -39,7 +39,10 @@ next:
 // aggregates used to stay for ever).
 func TestExporterForgetsEnvironmentsOfExpiredNodes(t *testing.T) {
 	const envs = 500
-	h := newHarness(t, "--node.ttl=3s", "--history.replay=0", "--metrics.max-environments=1000")
+	// The TTL must outlast publishing and counting the 500 reports, which
+	// took over 3 s under -race on a loaded machine (nodes expired before
+	// the first scrape); the expiry is then waited for, however long.
+	h := newHarness(t, "--node.ttl=20s", "--history.replay=0", "--metrics.max-environments=1000")
 	h.startBinary()
 	var bodies [][]byte
 	for i := range envs {
@@ -55,7 +58,7 @@ func TestExporterForgetsEnvironmentsOfExpiredNodes(t *testing.T) {
 	if n := countSeries(m, "runlens_resource_updates_total{", `environment="env-`); n != 2*envs {
 		t.Fatalf("%d resource-update series, want %d", n, 2*envs)
 	}
-	h.waitFor("the environments' series to go with their nodes", func() bool {
+	rabbittest.WaitFor(t, 2*time.Minute, "the environments' series to go with their nodes", func() bool {
 		return countSeries(h.scrape(), `environment="`) == 0
 	})
 }

@@ -429,14 +429,15 @@ func TestExporterRestoresGaugesAfterRestart(t *testing.T) {
 }
 
 func TestExporterExpiresDepartedNodes(t *testing.T) {
-	h := newHarness(t, "--node.ttl=2s", "--history.replay=0")
+	// Long enough that the node cannot expire before the first scrape.
+	h := newHarness(t, "--node.ttl=10s", "--history.replay=0")
 	h.start()
 	h.publish(handlerReport("gone-1", "dev", "g1", time.Now(), "success"))
 	h.waitFor("report", func() bool { return h.reports("chef_handler", "processed") == 1 })
 	if _, ok := h.scrape()[nodeKey("runlens_runs_total", "gone-1", "dev")]; !ok {
 		t.Fatal("node not exported")
 	}
-	h.waitFor("expiry", func() bool {
+	rabbittest.WaitFor(t, time.Minute, "expiry", func() bool {
 		for k := range h.scrape() {
 			if strings.Contains(k, `node="gone-1"`) {
 				return false
