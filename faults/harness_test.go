@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,7 +120,9 @@ func startExporterNoWait(t *testing.T, name string, args ...string) *exporter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.cmd = exec.Command(exporterBin, append(args, "--web.listen-address="+e.addr, "--log.level=info")...)
+	// A copy: callers starting exporters at once may share args, and an
+	// append into its spare capacity would hand one the other's address.
+	e.cmd = exec.Command(exporterBin, append(slices.Clone(args), "--web.listen-address="+e.addr, "--log.level=info")...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	if err := e.cmd.Start(); err != nil {
 		logf.Close()
