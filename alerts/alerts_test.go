@@ -106,6 +106,8 @@ func TestAlertmanagerRoutes(t *testing.T) {
 		{[]string{"alertname=RunlensNodeNotConverging", "severity=warning", "environment=prod", "node=web-1"}, "chat"},
 		{[]string{"alertname=RunlensChangeBurst", "severity=info", "environment=prod"}, "chat"},
 		{[]string{"alertname=RunlensReportsRejected", "severity=warning", "format=salt"}, "chat"},
+		{[]string{"alertname=RunlensBoundReached", "severity=warning", "bound=dead_letter_queue"}, "chat"},
+		{[]string{"alertname=RunlensBoundReached", "severity=info", "bound=environment"}, "chat"},
 		{[]string{"alertname=SomethingElse"}, "chat"},
 	} {
 		args := append([]string{"config", "routes", "test", "--config.file=alertmanager.yml", "--verify.receivers=" + c.receiver}, c.labels...)
@@ -360,6 +362,7 @@ func TestRulesFileAlerts(t *testing.T) {
 		"RunlensNodeNotConverging":  {"node", "environment"},
 		"RunlensChangeBurst":        {"environment"},
 		"RunlensReportsRejected":    {"format"},
+		"RunlensBoundReached":       {"bound"},
 	} {
 		for _, r := range alerts[name] {
 			for _, l := range labels {

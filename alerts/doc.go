@@ -31,4 +31,5 @@ var AlertNames = []string{
 	"RunlensExporterDown",
 	"RunlensAMQPDown",
 	"RunlensReportsRejected",
+	"RunlensBoundReached",
 }

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,7 +35,6 @@ func TestAlertsEndToEnd(t *testing.T) {
 	promBin := tool(t, "prometheus")
 	amBin := tool(t, "prometheus-alertmanager", "alertmanager")
 	promtool := tool(t, "promtool")
-	goBin := proctest.Go()
 	dir := t.TempDir()
 
 	// Broker entities, deleted after every process is stopped (cleanups run
@@ -53,11 +51,9 @@ func TestAlertsEndToEnd(t *testing.T) {
 	var promBase string
 
 	// 1. The exporter.
-	exporterBin := filepath.Join(dir, "runlens-exporter")
-	build := exec.Command(goBin, "build", "-o", exporterBin, "./exporter")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./exporter: %v\n%s", err, out)
+	exporterBin, err := proctest.BuildExporter(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	exporterAddr := proctest.FreeAddr(t)
 	procs = append(procs, proctest.Start(t, dir, "exporter", exporterBin,

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -29,11 +27,7 @@ func exporterBinary(t *testing.T) string {
 			binaryErr = err
 			return
 		}
-		binaryPath = filepath.Join(dir, "runlens-exporter")
-		out, err := exec.Command(proctest.Go(), "build", "-o", binaryPath, ".").CombinedOutput()
-		if err != nil {
-			binaryErr = fmt.Errorf("go build ./exporter: %v\n%s", err, out)
-		}
+		binaryPath, binaryErr = proctest.BuildExporter(dir)
 	})
 	if binaryErr != nil {
 		t.Fatal(binaryErr)
@@ -54,12 +48,7 @@ func TestMain(m *testing.M) {
 // flags, and waits until it is ready. The test's cleanup kills it.
 func (h *harness) startBinary() *proctest.Proc {
 	h.t.Helper()
-	h.addr = proctest.FreeAddr(h.t)
-	args := append([]string{
-		"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
-		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--log.level=info",
-	}, h.extra...)
-	p := proctest.Start(h.t, h.t.TempDir(), "runlens-exporter", exporterBinary(h.t), args...)
+	p := proctest.Start(h.t, h.t.TempDir(), "runlens-exporter", exporterBinary(h.t), h.args()...)
 	proctest.WaitReady(h.t, "http://"+h.addr+"/-/ready", 60*time.Second, p)
 	return p
 }

@@ -75,13 +75,30 @@ type config struct {
 
 func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	c := &config{log: &promslog.Config{}}
-	app := kingpin.New("runlens-exporter", "Consumes Chef and Salt run reports from RabbitMQ and exposes per-node run metrics for Prometheus.")
+	app := newApp(c)
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
 	// --help and --version must not os.Exit from inside a library call:
 	// run() returns instead, so tests can call it.
 	stopped := false
 	app.Terminate(func(int) { stopped = true })
+	if _, err := app.Parse(args); err != nil {
+		return nil, err
+	}
+	if stopped {
+		return nil, nil
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newApp declares every flag of the exporter, writing into c: the one list
+// that --help prints and that the README's Flags table is held to
+// (readme_test.go).
+func newApp(c *config) *kingpin.Application {
+	app := kingpin.New("runlens-exporter", "Consumes Chef and Salt run reports from RabbitMQ and exposes per-node run metrics for Prometheus.")
 	app.HelpFlag.Short('h')
 	// The URL may carry a password: kingpin prints a flag's default in its
 	// help, so the default has none (amqp091 then logs in as guest/guest),
@@ -130,32 +147,31 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	c.web = kingpinflag.AddFlags(app, DefaultListenAddress)
 	promslogflag.AddFlags(app, c.log)
 	app.Version(versionString())
-	if _, err := app.Parse(args); err != nil {
-		return nil, err
-	}
-	if stopped {
-		return nil, nil
-	}
+	return app
+}
+
+// check validates the parsed flags and reads the AMQP password file.
+func (c *config) check() error {
 	if c.ingestSpoolMaxBytes <= 0 || c.ingestPublishTimeout <= 0 {
-		return nil, errors.New("--ingest.spool.max-bytes and --ingest.publish-timeout must be positive")
+		return errors.New("--ingest.spool.max-bytes and --ingest.publish-timeout must be positive")
 	}
 	if c.prefetch < 1 || c.maxInflightBytes < 1 || c.maxBytes < 1 || c.dedupWindow < 1 || c.maxTypes < 1 {
-		return nil, errors.New("--amqp.prefetch, --amqp.max-inflight-bytes, --report.max-bytes, --report.dedup-window and --metrics.max-resource-types must be positive")
+		return errors.New("--amqp.prefetch, --amqp.max-inflight-bytes, --report.max-bytes, --report.dedup-window and --metrics.max-resource-types must be positive")
 	}
 	if c.maxEnvs < 1 || c.maxNodes < 1 || c.maxRoles < 1 || c.maxRoleBytes < 1 || c.maxRequests < 1 || c.dlqMaxLength < 0 || c.dlqMaxBytes < 0 {
-		return nil, errors.New("--metrics.max-environments, --node.max-nodes, --node.max-roles, --node.max-role-bytes and --web.max-requests must be positive, --amqp.dead-letter-max-length and --amqp.dead-letter-max-bytes at least 0")
+		return errors.New("--metrics.max-environments, --node.max-nodes, --node.max-roles, --node.max-role-bytes and --web.max-requests must be positive, --amqp.dead-letter-max-length and --amqp.dead-letter-max-bytes at least 0")
 	}
 	if err := c.httpTimeouts.validate(); err != nil {
-		return nil, err
+		return err
 	}
 	if c.amqpPasswordFile != "" {
 		u, err := withPasswordFile(c.amqpURL, c.amqpPasswordFile)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c.amqpURL = u
 	}
-	return c, nil
+	return nil
 }
 
 func versionString() string {

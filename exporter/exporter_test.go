@@ -3,17 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +24,7 @@ import (
 	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/internal/testlog"
+	"github.com/runlens/runlens/internal/testpki"
 	"github.com/runlens/runlens/pkg/broker"
 	"github.com/runlens/runlens/pkg/report"
 	"github.com/runlens/runlens/pkg/simulator"
@@ -81,14 +75,20 @@ func (h *harness) start() {
 	})
 }
 
-// launch runs the exporter without waiting for it.
-func (h *harness) launch() {
-	h.t.Helper()
+// args are the exporter's flags for the harness's names, on a fresh listen
+// address (h.addr), followed by the extra ones.
+func (h *harness) args() []string {
 	h.addr = proctest.FreeAddr(h.t)
-	args := append([]string{
+	return append([]string{
 		"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
 		"--history.stream=" + h.stream, "--web.listen-address=" + h.addr, "--log.level=info",
 	}, h.extra...)
+}
+
+// launch runs the exporter without waiting for it.
+func (h *harness) launch() {
+	h.t.Helper()
+	args := h.args()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan int, 1)
 	go func() { h.done <- run(ctx, args, io.Discard, h.logs) }()
@@ -134,18 +134,42 @@ func (h *harness) publish(bodies ...[]byte) {
 	}
 }
 
-// scrape returns every sample as "name{k="v",…}" → value, labels sorted.
+// scrape returns every sample as "name{k="v",…}" → value, labels sorted
+// (see parseScrape).
 func (h *harness) scrape() map[string]float64 {
 	h.t.Helper()
-	resp, err := http.Get("http://" + h.addr + "/metrics")
+	return parseScrape(h.t, fetchMetrics(h.t, h.addr))
+}
+
+// fetchMetrics GETs /metrics (no gzip) and returns the body, failing on any
+// status but 200.
+func fetchMetrics(t *testing.T, addr string) []byte {
+	t.Helper()
+	client := http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatalf("reading /metrics: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	return b
+}
+
+// parseScrape returns every sample of a scrape's body as
+// "name{k="v",…}" → value, labels sorted; a histogram as its
+// name_count{…}.
+func parseScrape(t *testing.T, body []byte) map[string]float64 {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("scrape is not valid text exposition: %v", err)
 	}
 	out := map[string]float64{}
 	for name, mf := range families {
@@ -405,14 +429,15 @@ func TestExporterRestoresGaugesAfterRestart(t *testing.T) {
 }
 
 func TestExporterExpiresDepartedNodes(t *testing.T) {
-	h := newHarness(t, "--node.ttl=2s", "--history.replay=0")
+	// Long enough that the node cannot expire before the first scrape.
+	h := newHarness(t, "--node.ttl=10s", "--history.replay=0")
 	h.start()
 	h.publish(handlerReport("gone-1", "dev", "g1", time.Now(), "success"))
 	h.waitFor("report", func() bool { return h.reports("chef_handler", "processed") == 1 })
 	if _, ok := h.scrape()[nodeKey("runlens_runs_total", "gone-1", "dev")]; !ok {
 		t.Fatal("node not exported")
 	}
-	h.waitFor("expiry", func() bool {
+	rabbittest.WaitFor(t, time.Minute, "expiry", func() bool {
 		for k := range h.scrape() {
 			if strings.Contains(k, `node="gone-1"`) {
 				return false
@@ -606,18 +631,7 @@ func TestExporterReadyWhileReportsKeepArriving(t *testing.T) {
 // exporter serves HTTPS only, with the certificate from the web config, and
 // /metrics needs the password.
 func TestExporterWebConfigTLS(t *testing.T) {
-	dir := t.TempDir()
-	caPool, certFile, keyFile := selfSignedCert(t, dir)
-	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "web.yml")
-	webConfig := "tls_server_config:\n  cert_file: " + certFile + "\n  key_file: " + keyFile +
-		"\nbasic_auth_users:\n  prometheus: " + string(hash) + "\n"
-	if err := os.WriteFile(cfg, []byte(webConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, caPool, _ := tlsBasicAuthWebConfig(t, t.TempDir())
 	h := newHarness(t, "--web.config.file="+cfg, "--history.replay=0")
 	h.launch()
 
@@ -646,40 +660,22 @@ func TestExporterWebConfigTLS(t *testing.T) {
 	}
 }
 
-// selfSignedCert writes a CA-signed server certificate for 127.0.0.1.
-func selfSignedCert(t *testing.T, dir string) (*x509.CertPool, string, string) {
+// tlsBasicAuthWebConfig writes an exporter-toolkit web configuration into
+// dir: TLS with a certificate for 127.0.0.1 (testpki) and basic auth for the
+// user prometheus with password scrape-pw. It returns the file, the CA that
+// signed the certificate, and the password's bcrypt hash.
+func tlsBasicAuthWebConfig(t *testing.T, dir string) (file string, ca *x509.CertPool, hash []byte) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "runlens test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	pki := testpki.New(t, dir)
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pw"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "runlens-exporter"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
+	file = filepath.Join(dir, "web.yml")
+	webConfig := "tls_server_config:\n  cert_file: " + pki.ServerCert + "\n  key_file: " + pki.ServerKey +
+		"\nbasic_auth_users:\n  prometheus: " + string(hash) + "\n"
+	if err := os.WriteFile(file, []byte(webConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, certFile, keyFile
+	return file, pki.CAPool, hash
 }

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 )
@@ -207,16 +205,7 @@ func TestIngestChefClientBrokerDown(t *testing.T) {
 // serves nothing else; 401s are counted there.
 func TestIngestOwnListener(t *testing.T) {
 	dir := t.TempDir()
-	caPool, certFile, keyFile := selfSignedCert(t, dir)
-	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "web.yml")
-	if err := os.WriteFile(cfg, []byte("tls_server_config:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+
-		"\nbasic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, caPool, hash := tlsBasicAuthWebConfig(t, dir)
 	ingestAddr := proctest.FreeAddr(t)
 	h := newHarness(t, "--web.config.file="+cfg, "--history.replay=0", "--ingest.token-file="+tokenFile(t), "--ingest.spool.dir="+filepath.Join(t.TempDir(), "spool"), "--ingest.listen-address="+ingestAddr)
 	h.launch()

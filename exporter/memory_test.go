@@ -4,16 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/runlens/runlens/internal/proctest"
 	"github.com/runlens/runlens/internal/rabbittest"
 	"github.com/runlens/runlens/pkg/report"
 )
@@ -51,20 +47,10 @@ func TestExporterMemoryCeiling(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the exporter and needs RabbitMQ")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "runlens-exporter")
-	if out, err := exec.Command(proctest.Go(), "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	h := newHarness(t)
-	addr := proctest.FreeAddr(t)
+	h := newHarness(t, "--history.replay=0")
+	p := h.startBinary()
 	const maxBytes = report.DefaultMaxBytes
-	args := []string{"--amqp.url=" + h.url, "--amqp.exchange=" + h.exchange, "--amqp.queue=" + h.queue,
-		"--history.stream=" + h.stream, "--history.replay=0", "--web.listen-address=" + addr, "--log.level=warn"}
-	p := proctest.Start(t, dir, "exporter", bin, args...)
-	proctest.WaitReady(t, "http://"+addr+"/-/ready", 60*time.Second, p)
-
-	c, err := parseFlags(args, &bytes.Buffer{}, &bytes.Buffer{})
+	c, err := parseFlags(h.extra, &bytes.Buffer{}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +67,8 @@ func TestExporterMemoryCeiling(t *testing.T) {
 	}
 	idle := procStatus(t, p.Cmd.Process.Pid, "VmHWM")
 	rabbittest.Publish(t, h.exchange, bodies...)
-	h.addr = addr
 	rabbittest.WaitFor(t, 3*time.Minute, "every report processed", func() bool {
-		return scrapeValue(addr, `runlens_reports_total{format="chef_data_collector",outcome="processed"}`) == n
+		return h.reports("chef_data_collector", "processed") == n
 	})
 	peak := procStatus(t, p.Cmd.Process.Pid, "VmHWM")
 	ceiling := memoryCeiling(c, 0)
@@ -113,22 +98,4 @@ func procStatus(t *testing.T, pid int, field string) uint64 {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
-}
-
-// scrapeValue returns one sample of the exporter's /metrics, -1 if absent.
-func scrapeValue(addr, series string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return -1
 }

@@ -4,20 +4,12 @@ package faults
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/runlens/runlens/internal/testpki"
 	"github.com/runlens/runlens/pkg/broker"
 )
 
@@ -48,19 +41,8 @@ import (
 func TestAMQPS(t *testing.T) {
 	const reports = 500
 	dir := t.TempDir()
-	pki := newTestPKI(t, dir)
-	home := erlangHome(t)
-	conf := strings.Join([]string{
-		"listeners.tcp = none",
-		"listeners.ssl.default = 127.0.0.1:%PORT%",
-		"ssl_options.cacertfile = " + pki.caFile,
-		"ssl_options.certfile = " + pki.serverCert,
-		"ssl_options.keyfile = " + pki.serverKey,
-		"ssl_options.verify = verify_peer",
-		"ssl_options.fail_if_no_peer_cert = true",
-		"",
-	}, "\n")
-	node := startRabbitNodes(t, home, "rltls", conf)[0]
+	pki := testpki.New(t, dir)
+	node := startMTLSNode(t, pki, "rltls")
 	base := fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", node.port)
 	withQuery := func(kv ...string) string {
 		q := url.Values{}
@@ -69,11 +51,11 @@ func TestAMQPS(t *testing.T) {
 		}
 		return base + "?" + q.Encode()
 	}
-	mtlsURL := withQuery("cacertfile", pki.caFile, "certfile", pki.clientCert, "keyfile", pki.clientKey)
+	mtlsURL := withQuery("cacertfile", pki.CAFile, "certfile", pki.ClientCert, "keyfile", pki.ClientKey)
 
 	// The node enforces mTLS: no client certificate, no connection.
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pki.caPEM)
+	roots.AppendCertsFromPEM(pki.CAPEM)
 	if c, err := amqp.DialTLS(base, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}); err == nil {
 		c.Close()
 		t.Fatal("connected without a client certificate: the node does not require one")
@@ -146,7 +128,7 @@ func TestAMQPS(t *testing.T) {
 			t.Errorf("list_connections: %v: %q", err, out)
 		}
 		for _, r := range rows {
-			if !r.SSL || !strings.Contains(r.Subject, "CN=runlens-exporter") {
+			if !r.SSL || !strings.Contains(r.Subject, "CN="+testpki.ClientName) {
 				t.Errorf("connection without TLS or the client certificate: %+v", r)
 			}
 		}
@@ -155,8 +137,8 @@ func TestAMQPS(t *testing.T) {
 	e.stop()
 
 	// 2. CA from SSL_CERT_FILE, client certificate in the URL.
-	t.Setenv("SSL_CERT_FILE", pki.caFile)
-	e2 := startExporter(t, "exporter-sslcertfile", n.args(withQuery("certfile", pki.clientCert, "keyfile", pki.clientKey), "--history.replay=0")...)
+	t.Setenv("SSL_CERT_FILE", pki.CAFile)
+	e2 := startExporter(t, "exporter-sslcertfile", n.args(withQuery("certfile", pki.ClientCert, "keyfile", pki.ClientKey), "--history.replay=0")...)
 	waitUp(t, e2, 1, 30*time.Second)
 	t.Logf("exporter with the CA from SSL_CERT_FILE and certfile/keyfile in the URL: runlens_amqp_up 1")
 	e2.stop()
@@ -171,7 +153,7 @@ func TestAMQPS(t *testing.T) {
 	// 4. No CA at all (system roots only): the server is not trusted.
 	t.Setenv("SSL_CERT_FILE", filepath.Join(dir, "no-such-file.pem"))
 	t.Setenv("SSL_CERT_DIR", filepath.Join(dir, "no-such-dir"))
-	e4 := startExporterNoWait(t, "exporter-noca", n.args(withQuery("certfile", pki.clientCert, "keyfile", pki.clientKey), "--history.replay=0")...)
+	e4 := startExporterNoWait(t, "exporter-noca", n.args(withQuery("certfile", pki.ClientCert, "keyfile", pki.ClientKey), "--history.replay=0")...)
 	waitLog(t, e4, 30*time.Second)
 	waitUp(t, e4, 0, 5*time.Second)
 	if l := lastErrLine(e4.logs()); !strings.Contains(l, "certificate") {
@@ -221,77 +203,20 @@ func lastErrLine(logs string) string {
 	return ""
 }
 
-// testPKI is a CA, a server certificate (localhost, 127.0.0.1) and a client
-// certificate, as PEM files.
-type testPKI struct {
-	caPEM                                                []byte
-	caFile, serverCert, serverKey, clientCert, clientKey string
-}
-
-func newTestPKI(t *testing.T, dir string) testPKI {
+// startMTLSNode starts an extra RabbitMQ node (see startRabbitNodes) whose
+// only listener is AMQPS with pki's server certificate, and which requires a
+// client certificate signed by pki's CA (verify_peer, fail_if_no_peer_cert).
+func startMTLSNode(t *testing.T, pki *testpki.PKI, prefix string) *rabbitNode {
 	t.Helper()
-	now := time.Now()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	serial := int64(1)
-	template := func(cn string) *x509.Certificate {
-		serial++
-		return &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, Organization: []string{"runlens faults"}},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature,
-		}
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	writeKey := func(name string, k *ecdsa.PrivateKey) string {
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(name, "PRIVATE KEY", der)
-	}
-
-	caKey := newKey()
-	caTmpl := template("runlens faults CA")
-	caTmpl.IsCA, caTmpl.BasicConstraintsValid = true, true
-	caTmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p testPKI
-	p.caFile = write("ca.pem", "CERTIFICATE", caDER)
-	p.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-
-	issue := func(tmpl *x509.Certificate, certName, keyName string) (string, string) {
-		k := newKey()
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(certName, "CERTIFICATE", der), writeKey(keyName, k)
-	}
-	srv := template("localhost")
-	srv.DNSNames, srv.IPAddresses = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
-	srv.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	p.serverCert, p.serverKey = issue(srv, "server.pem", "server.key")
-	cli := template("runlens-exporter")
-	cli.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	p.clientCert, p.clientKey = issue(cli, "client.pem", "client.key")
-	return p
+	conf := strings.Join([]string{
+		"listeners.tcp = none",
+		"listeners.ssl.default = 127.0.0.1:%PORT%",
+		"ssl_options.cacertfile = " + pki.CAFile,
+		"ssl_options.certfile = " + pki.ServerCert,
+		"ssl_options.keyfile = " + pki.ServerKey,
+		"ssl_options.verify = verify_peer",
+		"ssl_options.fail_if_no_peer_cert = true",
+		"",
+	}, "\n")
+	return startRabbitNodes(t, erlangHome(t), prefix, conf)[0]
 }

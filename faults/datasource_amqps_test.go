@@ -17,6 +17,7 @@ import (
 
 	"github.com/runlens/runlens/datasource/plugin"
 	"github.com/runlens/runlens/internal/testlog"
+	"github.com/runlens/runlens/internal/testpki"
 	"github.com/runlens/runlens/pkg/broker"
 )
 
@@ -35,7 +36,7 @@ import (
 func TestDatasourceAMQPS(t *testing.T) {
 	const reports = 20
 	dir := t.TempDir()
-	pki := newTestPKI(t, dir)
+	pki := testpki.New(t, dir)
 	read := func(path string) string {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -43,17 +44,7 @@ func TestDatasourceAMQPS(t *testing.T) {
 		}
 		return string(b)
 	}
-	conf := strings.Join([]string{
-		"listeners.tcp = none",
-		"listeners.ssl.default = 127.0.0.1:%PORT%",
-		"ssl_options.cacertfile = " + pki.caFile,
-		"ssl_options.certfile = " + pki.serverCert,
-		"ssl_options.keyfile = " + pki.serverKey,
-		"ssl_options.verify = verify_peer",
-		"ssl_options.fail_if_no_peer_cert = true",
-		"",
-	}, "\n")
-	node := startRabbitNodes(t, erlangHome(t), "rldstls", conf)[0]
+	node := startMTLSNode(t, pki, "rldstls")
 	exchange, stream := "faults.dstls.ex", "faults.dstls.hist"
 
 	newDS := func(name string, jd map[string]any, secure map[string]string) (*plugin.Instance, *testlog.Buffer) {
@@ -88,8 +79,8 @@ func TestDatasourceAMQPS(t *testing.T) {
 		}
 		return res
 	}
-	all := map[string]any{"amqpTlsCaCert": string(pki.caPEM), "amqpTlsClientCert": read(pki.clientCert), "amqpTlsServerName": "localhost"}
-	key := map[string]string{"amqpTlsClientKey": read(pki.clientKey)}
+	all := map[string]any{"amqpTlsCaCert": string(pki.CAPEM), "amqpTlsClientCert": read(pki.ClientCert), "amqpTlsServerName": "localhost"}
+	key := map[string]string{"amqpTlsClientKey": read(pki.ClientKey)}
 
 	// 1. Everything set.
 	ds, logs := newDS("ds-mtls", all, key)
@@ -98,7 +89,7 @@ func TestDatasourceAMQPS(t *testing.T) {
 	} else {
 		t.Logf("health: %s", res.Message)
 	}
-	q := url.Values{"cacertfile": {pki.caFile}, "certfile": {pki.clientCert}, "keyfile": {pki.clientKey}}
+	q := url.Values{"cacertfile": {pki.CAFile}, "certfile": {pki.ClientCert}, "keyfile": {pki.ClientKey}}
 	pubURL := fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/?%s", node.port, q.Encode())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -138,7 +129,7 @@ func TestDatasourceAMQPS(t *testing.T) {
 	for _, r := range rows {
 		if p := fmt.Sprint(r.Props); strings.Contains(p, "runlens-datasource") {
 			datasource++
-			if !r.SSL || !strings.Contains(r.Subject, "CN=runlens-exporter") {
+			if !r.SSL || !strings.Contains(r.Subject, "CN="+testpki.ClientName) {
 				t.Errorf("datasource connection without TLS or its client certificate: %+v", r)
 			}
 		}
@@ -148,7 +139,7 @@ func TestDatasourceAMQPS(t *testing.T) {
 	}
 
 	// 2. No client certificate: the broker refuses, the health check says so.
-	noCert := map[string]any{"amqpTlsCaCert": string(pki.caPEM)}
+	noCert := map[string]any{"amqpTlsCaCert": string(pki.CAPEM)}
 	ds2, _ := newDS("ds-nocert", noCert, nil)
 	if res := health(ds2); res.Status != backend.HealthStatusError || !strings.Contains(res.Message, "certificate") {
 		t.Errorf("health without a client certificate: %v %s", res.Status, res.Message)
@@ -157,7 +148,7 @@ func TestDatasourceAMQPS(t *testing.T) {
 	}
 
 	// 3. A server name the broker's certificate is not for.
-	wrong := map[string]any{"amqpTlsCaCert": string(pki.caPEM), "amqpTlsClientCert": read(pki.clientCert), "amqpTlsServerName": "rabbit.example"}
+	wrong := map[string]any{"amqpTlsCaCert": string(pki.CAPEM), "amqpTlsClientCert": read(pki.ClientCert), "amqpTlsServerName": "rabbit.example"}
 	ds3, _ := newDS("ds-wrongname", wrong, key)
 	if res := health(ds3); res.Status != backend.HealthStatusError || !strings.Contains(res.Message, "rabbit.example") {
 		t.Errorf("health with a wrong server name: %v %s", res.Status, res.Message)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,11 +44,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		os.Exit(2)
 	}
-	exporterBin = filepath.Join(dir, "runlens-exporter")
-	build := exec.Command(proctest.Go(), "build", "-o", exporterBin, "./exporter")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "faults: go build ./exporter: %v\n%s", err, out)
+	if exporterBin, err = proctest.BuildExporter(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
 		os.RemoveAll(dir)
 		os.Exit(2)
 	}
@@ -122,7 +120,9 @@ func startExporterNoWait(t *testing.T, name string, args ...string) *exporter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.cmd = exec.Command(exporterBin, append(args, "--web.listen-address="+e.addr, "--log.level=info")...)
+	// A copy: callers starting exporters at once may share args, and an
+	// append into its spare capacity would hand one the other's address.
+	e.cmd = exec.Command(exporterBin, append(slices.Clone(args), "--web.listen-address="+e.addr, "--log.level=info")...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	if err := e.cmd.Start(); err != nil {
 		logf.Close()

@@ -18,6 +18,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/runlens/runlens/internal/fixtures"
+	"github.com/runlens/runlens/internal/testpki"
 	"github.com/runlens/runlens/pkg/report"
 )
 
@@ -40,24 +41,13 @@ func TestSaltReturnerAMQPS(t *testing.T) {
 		t.Fatalf("/usr/bin/python3 with pika is needed (apt-get install python3-pika): %v", err)
 	}
 	dir := t.TempDir()
-	pki := newTestPKI(t, dir)
-	home := erlangHome(t)
-	conf := strings.Join([]string{
-		"listeners.tcp = none",
-		"listeners.ssl.default = 127.0.0.1:%PORT%",
-		"ssl_options.cacertfile = " + pki.caFile,
-		"ssl_options.certfile = " + pki.serverCert,
-		"ssl_options.keyfile = " + pki.serverKey,
-		"ssl_options.verify = verify_peer",
-		"ssl_options.fail_if_no_peer_cert = true",
-		"",
-	}, "\n")
-	node := startRabbitNodes(t, home, "rlsalt", conf)[0]
+	pki := testpki.New(t, dir)
+	node := startMTLSNode(t, pki, "rlsalt")
 
 	// The consumer side, over mTLS too.
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pki.caPEM)
-	cert, err := tls.LoadX509KeyPair(pki.clientCert, pki.clientKey)
+	roots.AppendCertsFromPEM(pki.CAPEM)
+	cert, err := tls.LoadX509KeyPair(pki.ClientCert, pki.ClientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +78,7 @@ func TestSaltReturnerAMQPS(t *testing.T) {
 	}
 
 	base := fmt.Sprintf("amqps://guest@127.0.0.1:%d/%%2F", node.port)
-	withQuery := base + "?" + url.Values{"cacertfile": {pki.caFile}, "certfile": {pki.clientCert}, "keyfile": {pki.clientKey}}.Encode()
+	withQuery := base + "?" + url.Values{"cacertfile": {pki.CAFile}, "certfile": {pki.ClientCert}, "keyfile": {pki.ClientKey}}.Encode()
 	f01 := fixtures.Dir(t, "salt", "01-ret-state.apply-success-with-changes.json")
 	f02 := fixtures.Dir(t, "salt", "02-ret-state.apply-failure-one-state-false.json")
 	returner := func(args ...string) (string, error) {
@@ -102,11 +92,11 @@ func TestSaltReturnerAMQPS(t *testing.T) {
 	if out, err := returner(withQuery, "guest", exchange, f01); err != nil {
 		t.Fatalf("returner with the TLS settings in the URL: %v\n%s", err, out)
 	}
-	if out, err := returner("--tls_ca_file="+pki.caFile, "--tls_cert_file="+pki.clientCert, "--tls_key_file="+pki.clientKey,
+	if out, err := returner("--tls_ca_file="+pki.CAFile, "--tls_cert_file="+pki.ClientCert, "--tls_key_file="+pki.ClientKey,
 		base, "guest", exchange, f02); err != nil {
 		t.Fatalf("returner with the tls_* options: %v\n%s", err, out)
 	}
-	out, err := returner("--tls_ca_file="+pki.caFile, "--timeout=5", base, "guest", exchange, f01)
+	out, err := returner("--tls_ca_file="+pki.CAFile, "--timeout=5", base, "guest", exchange, f01)
 	if err == nil || !strings.Contains(out, "could not publish") {
 		t.Errorf("without a client certificate the returner should fail and say so; exit %v:\n%s", err, out)
 	} else {

@@ -262,9 +262,9 @@ func TestChefHandlerHTTPEndToEnd(t *testing.T) {
 	t.Parallel()
 	requireRuby(t)
 	b := newBroker(t, "runlens.test.producers.chefhttp.")
-	bin := filepath.Join(t.TempDir(), "runlens-exporter")
-	if out, err := exec.Command(proctest.Go(), "build", "-o", bin, "../exporter").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./exporter: %v\n%s", err, out)
+	bin, err := proctest.BuildExporter(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")

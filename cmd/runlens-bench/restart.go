@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -117,11 +116,10 @@ func buildExporter() (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	bin := filepath.Join(dir, "runlens-exporter")
-	out, err := exec.Command(proctest.Go(), "build", "-o", bin, "github.com/runlens/runlens/exporter").CombinedOutput()
+	bin, err := proctest.BuildExporter(dir)
 	if err != nil {
 		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("go build the exporter: %v\n%s", err, out)
+		return "", nil, err
 	}
 	return bin, func() { os.RemoveAll(dir) }, nil
 }

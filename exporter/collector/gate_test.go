@@ -20,12 +20,12 @@ func TestGateHoldsPerNodeSeriesUntilRestored(t *testing.T) {
 	state := fleet.New(fleet.Options{})
 	state.Apply(chefRun("web-1", "prod", "r1", report.StatusSuccess, 2), t0)
 	reg := prometheus.NewRegistry()
-	NewIngestMetrics(reg, 10)
+	NewIngestMetrics(reg, 10, 10)
 	RegisterAMQPUp(reg, func() bool { return true })
 	fw := NewFleetWriter(state)
 	var restored atomic.Bool
 	fw.Gate(restored.Load)
-	h := Handler(reg, fw, slog.New(slog.DiscardHandler), 1)
+	h := Handler(reg, fw, slog.New(slog.DiscardHandler), HandlerOpts{MaxInFlight: 1})
 
 	scrape := func() string {
 		rec := httptest.NewRecorder()

@@ -4,6 +4,7 @@
 package proctest
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -143,4 +144,18 @@ func Go() string {
 		return p
 	}
 	return "go"
+}
+
+// ExporterPackage is the exporter's import path, for BuildExporter.
+const ExporterPackage = "github.com/runlens/runlens/exporter"
+
+// BuildExporter builds the exporter binary into dir (from any directory of
+// the module) and returns its path: the one way the tests and benchmarks
+// that run it as a real process get it.
+func BuildExporter(dir string) (string, error) {
+	bin := filepath.Join(dir, "runlens-exporter")
+	if out, err := exec.Command(Go(), "build", "-o", bin, ExporterPackage).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", ExporterPackage, err, out)
+	}
+	return bin, nil
 }

@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,5 +22,17 @@ func TestStartTailAndExit(t *testing.T) {
 	}
 	if a := FreeAddr(t); !strings.HasPrefix(a, "127.0.0.1:") {
 		t.Errorf("FreeAddr = %q", a)
+	}
+}
+
+// The exporter builds and runs: --version answers with its name.
+func TestBuildExporter(t *testing.T) {
+	bin, err := BuildExporter(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "runlens-exporter") {
+		t.Fatalf("%s --version: %v\n%s", bin, err, out)
 	}
 }

@@ -326,7 +326,7 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 	c.log.Info("consuming", "prefetch", c.cfg.Prefetch, "reconnects", c.reconnects.Load())
 
 	s := &consumerSession{c: c, conn: conn, ch: ch, pch: pch, returns: returns, ctx: ctx, hctx: context.WithoutCancel(ctx),
-		prep: preparer{f: c.cfg.Prepare, maxBytes: c.cfg.PrepareBytes}, budget: budget}
+		acks: multiAck{ch: ch}, prep: preparer{f: c.cfg.Prepare, maxBytes: c.cfg.PrepareBytes}, budget: budget}
 	for {
 		select {
 		case <-ctx.Done():
@@ -339,10 +339,10 @@ func (c *Consumer) session(ctx context.Context, everConnected *bool) (time.Durat
 			return time.Since(start), closedErr("channel", e)
 		case e := <-pchClosed:
 			// The consuming channel still works: settle what was handled.
-			_ = s.flushAcks()
+			_ = s.acks.flush()
 			return time.Since(start), closedErr("publishing channel", e)
 		case e := <-pconnClosed:
-			_ = s.flushAcks()
+			_ = s.acks.flush()
 			return time.Since(start), closedErr("dead-letter connection", e)
 		case d, ok := <-deliveries:
 			if !ok {
@@ -378,14 +378,10 @@ type consumerSession struct {
 	ctx     context.Context // Run's context
 	hctx    context.Context // the handler's: not cancelled with ctx
 
-	// Acks are batched: one basic.ack with multiple=true settles every
-	// handled delivery up to ackTag. Each ack is a socket write; batching
-	// them while more deliveries are waiting saves most of those writes. A
-	// delivery is still acked only after its handler returned, and the
-	// batch is flushed as soon as no further delivery is waiting, so an
-	// idle consumer holds nothing unacked.
-	ackTag     uint64
-	ackPending int
+	// Acks are batched (multiAck): a delivery is still acked only after
+	// its handler returned, and the batch is flushed as soon as no further
+	// delivery is waiting, so an idle consumer holds nothing unacked.
+	acks multiAck
 
 	prep   preparer
 	budget *inflight
@@ -511,28 +507,13 @@ func (p *preparer) prepareWave(batch []amqp.Delivery, out []any) {
 	wg.Wait()
 }
 
-// ackBatch bounds how many handled deliveries wait for one multiple ack.
-const ackBatch = 64
-
-// flushAcks sends the pending multiple ack, if any.
-func (s *consumerSession) flushAcks() error {
-	if s.ackPending == 0 {
-		return nil
-	}
-	s.ackPending = 0
-	if err := s.ch.Ack(s.ackTag, true); err != nil {
-		return fmt.Errorf("basic.ack: %w", err)
-	}
-	return nil
-}
-
 // stop cancels the consumer, then handles and acks every delivery already
 // received. If the broker does not answer within stopTimeout the connection is
 // closed and the unacked deliveries return to the queue.
 func (s *consumerSession) stop(tag string, deliveries <-chan amqp.Delivery) {
 	t := time.AfterFunc(stopTimeout, func() { _ = s.conn.CloseDeadline(time.Now().Add(time.Second)) })
 	defer t.Stop()
-	if err := s.flushAcks(); err != nil {
+	if err := s.acks.flush(); err != nil {
 		s.c.log.Warn("stopping: cannot ack handled deliveries; they return to the queue", "err", err)
 		return
 	}
@@ -572,16 +553,15 @@ func (s *consumerSession) handle(d amqp.Delivery, prepared any, more bool) error
 	herr := c.h(s.hctx, m)
 	if herr == nil {
 		c.transientRun = 0
-		s.ackTag = d.DeliveryTag
-		s.ackPending++
-		if more && s.ackPending < ackBatch {
+		s.acks.note(d.DeliveryTag)
+		if more && s.acks.pending < ackBatch {
 			return nil
 		}
-		return s.flushAcks()
+		return s.acks.flush()
 	}
 	// Settle the batch before this delivery gets its own ack or nack: a
 	// multiple ack must never cover a delivery that is to be requeued.
-	if err := s.flushAcks(); err != nil {
+	if err := s.acks.flush(); err != nil {
 		return err
 	}
 	if reason, ok := IsDeadLetter(herr); ok {

@@ -37,6 +37,17 @@ func declare(t *testing.T, top Topology) {
 	}
 }
 
+// declareHistory declares h (the stream, bound to its exchange) on the real
+// broker.
+func declareHistory(t *testing.T, h History, log *slog.Logger) {
+	t.Helper()
+	ch, err := DeclareHistory(rabbittest.Dial(t), h, log)
+	if err != nil {
+		t.Fatalf("DeclareHistory: %v", err)
+	}
+	ch.Close()
+}
+
 func bodies(prefix string, from, n int) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {

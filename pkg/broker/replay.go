@@ -191,26 +191,14 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 	r.log.Info("replaying history", "offset", fmt.Sprint(offset), "follow", r.cfg.Follow)
 
 	// Acks give the stream consumer its credit back. As the consumer's,
-	// they are batched: one multiple ack covers every delivery handled (or
-	// skipped) so far, sent every ackEvery deliveries and as soon as no
-	// further delivery is waiting, so idleness means "caught up" rather
-	// than "out of credit", and never covers a delivery not yet handled.
+	// they are batched (multiAck), sent every ackEvery deliveries handled
+	// (or skipped) and as soon as no further delivery is waiting, so
+	// idleness means "caught up" rather than "out of credit".
 	var (
-		pendingTag uint64
-		pending    int
-		ackEvery   = max(1, min(ackBatch, r.cfg.Prefetch/4))
-		prep       = preparer{f: r.cfg.Prepare}
+		acks     = multiAck{ch: ch}
+		ackEvery = max(1, min(ackBatch, r.cfg.Prefetch/4))
+		prep     = preparer{f: r.cfg.Prepare}
 	)
-	flush := func() error {
-		if pending == 0 {
-			return nil
-		}
-		pending = 0
-		if err := ch.Ack(pendingTag, true); err != nil {
-			return fmt.Errorf("basic.ack: %w", err)
-		}
-		return nil
-	}
 	deliver := func(d amqp.Delivery, prepared any) {
 		off := streamOffset(d.Headers)
 		if off < 0 || off > r.last {
@@ -220,8 +208,7 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 				r.last = off
 			}
 		}
-		pendingTag = d.DeliveryTag
-		pending++
+		acks.note(d.DeliveryTag)
 	}
 	// handle hands d, and with a Prepare the deliveries already waiting
 	// behind it (prepared in parallel), to h in order.
@@ -230,8 +217,8 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 		prepared := prep.prepare(batch)
 		for i, d := range batch {
 			deliver(d, prepared[i])
-			if pending >= ackEvery || (i == len(batch)-1 && len(deliveries) == 0) {
-				if err := flush(); err != nil {
+			if acks.pending >= ackEvery || (i == len(batch)-1 && len(deliveries) == 0) {
+				if err := acks.flush(); err != nil {
 					return err
 				}
 			}
@@ -248,7 +235,7 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 	for {
 		select {
 		case <-ctx.Done():
-			_ = flush()
+			_ = acks.flush()
 			_ = ch.Cancel(tag, false)
 			_ = ch.Close()
 			return false, time.Since(start), ctx.Err()
@@ -300,7 +287,7 @@ func (r *replayer) session(ctx context.Context) (done bool, consumedFor time.Dur
 			for d := range deliveries {
 				_ = handle(d)
 			}
-			_ = flush()
+			_ = acks.flush()
 			_ = ch.Close()
 			return true, time.Since(start), nil
 		}

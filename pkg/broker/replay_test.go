@@ -142,12 +142,7 @@ func TestReplayFrom(t *testing.T) {
 	t.Parallel()
 	h := testHistory(t)
 	log, _ := testLogger(t)
-	conn := rabbittest.Dial(t)
-	ch, err := DeclareHistory(conn, h, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch.Close()
+	declareHistory(t, h, log)
 
 	pub, err := NewPublisher(context.Background(), rabbittest.URL, h.Exchange, log)
 	if err != nil {
@@ -224,12 +219,7 @@ func TestReplayFollow(t *testing.T) {
 	h := testHistory(t)
 	log, _ := testLogger(t)
 	proxy := rabbittest.NewProxy(t)
-	conn := rabbittest.Dial(t)
-	ch, err := DeclareHistory(conn, h, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch.Close()
+	declareHistory(t, h, log)
 	const old = 2000
 	rabbittest.Publish(t, h.Exchange, bodies("old", 0, old)...)
 

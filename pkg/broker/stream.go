@@ -165,18 +165,7 @@ func ReadStream(ctx context.Context, conn *amqp.Connection, stream string, offse
 	deliveries := pumpDeliveries(consumed, prefetch+1)
 	defer drainLater(deliveries)
 	ackEvery := max(1, prefetch/4)
-	pending := 0
-	var lastTag uint64
-	flush := func() error {
-		if pending == 0 {
-			return nil
-		}
-		pending = 0
-		if err := ch.Ack(lastTag, true); err != nil {
-			return fmt.Errorf("basic.ack: %w", err)
-		}
-		return nil
-	}
+	acks := multiAck{ch: ch}
 	idle := time.NewTimer(quiet)
 	defer idle.Stop()
 	for {
@@ -190,7 +179,7 @@ func ReadStream(ctx context.Context, conn *amqp.Connection, stream string, offse
 				idle.Reset(quiet)
 				continue
 			}
-			_ = flush()
+			_ = acks.flush()
 			_ = ch.Cancel(tag, false)
 			return ReadQuiet, nil
 		case d, ok := <-deliveries:
@@ -203,15 +192,14 @@ func ReadStream(ctx context.Context, conn *amqp.Connection, stream string, offse
 				return 0, &ConfigError{msg: fmt.Sprintf("broker: queue %q is not a stream (its deliveries carry no x-stream-offset)", stream)}
 			}
 			more := h(Message{Body: d.Body, Headers: d.Headers, Redelivered: d.Redelivered, Timestamp: d.Timestamp, Offset: off})
-			lastTag = d.DeliveryTag
-			pending++
+			acks.note(d.DeliveryTag)
 			if !more {
-				_ = flush()
+				_ = acks.flush()
 				_ = ch.Cancel(tag, false)
 				return ReadStopped, nil
 			}
-			if pending >= ackEvery || len(deliveries) == 0 {
-				if err := flush(); err != nil {
+			if acks.pending >= ackEvery || len(deliveries) == 0 {
+				if err := acks.flush(); err != nil {
 					return 0, err
 				}
 			}

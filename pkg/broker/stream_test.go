@@ -197,15 +197,10 @@ func TestReplayFromOffset(t *testing.T) {
 	t.Parallel()
 	h := testHistory(t)
 	log, _ := testLogger(t)
-	conn := rabbittest.Dial(t)
-	ch, err := DeclareHistory(conn, h, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch.Close()
+	declareHistory(t, h, log)
 	rabbittest.Publish(t, h.Exchange, bodies("h", 0, 30)...)
 	var got []int64
-	err = Replay(context.Background(), ReplayConfig{URL: rabbittest.URL, History: h, FromOffset: 17, From: time.Now().Add(time.Hour),
+	err := Replay(context.Background(), ReplayConfig{URL: rabbittest.URL, History: h, FromOffset: 17, From: time.Now().Add(time.Hour),
 		IdleAfter: 300 * time.Millisecond, Logger: log}, func(m Message) { got = append(got, m.Offset) }, nil)
 	if err != nil {
 		t.Fatal(err)

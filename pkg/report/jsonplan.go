@@ -436,11 +436,7 @@ func (s *scanner) value(p *typePlan, v unsafe.Pointer) bool {
 		return false
 	case planPointer:
 		if c == 'n' {
-			if !s.literal() {
-				return false
-			}
-			reflect.NewAt(p.typ, v).Elem().SetZero()
-			return true
+			return s.null(p, v)
 		}
 		pv := reflect.NewAt(p.typ, v).Elem()
 		if pv.IsNil() {
@@ -458,11 +454,7 @@ func (s *scanner) value(p *typePlan, v unsafe.Pointer) bool {
 	case planSlice:
 		switch c {
 		case 'n':
-			if !s.literal() {
-				return false
-			}
-			reflect.NewAt(p.typ, v).Elem().SetZero()
-			return true
+			return s.null(p, v)
 		case '[':
 			return s.list(p, v)
 		}
@@ -470,11 +462,7 @@ func (s *scanner) value(p *typePlan, v unsafe.Pointer) bool {
 	case planMap:
 		switch c {
 		case 'n':
-			if !s.literal() {
-				return false
-			}
-			reflect.NewAt(p.typ, v).Elem().SetZero()
-			return true
+			return s.null(p, v)
 		case '{':
 			return s.mapObject(p, v)
 		}
@@ -486,6 +474,16 @@ func (s *scanner) value(p *typePlan, v unsafe.Pointer) bool {
 		return false
 	}
 	return json.Unmarshal(s.data[start:s.pos], reflect.NewAt(p.typ, v).Interface()) == nil
+}
+
+// null reads a null into a pointer, slice or map at v: as encoding/json
+// does, it sets the value to nil.
+func (s *scanner) null(p *typePlan, v unsafe.Pointer) bool {
+	if !s.literal() {
+		return false
+	}
+	reflect.NewAt(p.typ, v).Elem().SetZero()
+	return true
 }
 
 // unquoteScanned decodes a string literal str has validated.

@@ -2,6 +2,7 @@ package report
 
 import (
 	"encoding/json"
+	"iter"
 	"math"
 	"sort"
 	"strconv"
@@ -399,42 +400,52 @@ func firstAddress(ips looseList) string {
 // value salt.utils.data.is_true takes as true. Keywords arrive as kwarg
 // dicts ({"test": true, "__kwarg__": true}) or, unparsed, as "test=True".
 func saltTestMode(lists ...json.RawMessage) bool {
-	for _, raw := range lists {
-		if len(raw) == 0 || raw[0] != '[' {
-			continue
-		}
-		var items []json.RawMessage
-		if json.Unmarshal(raw, &items) != nil {
-			continue
-		}
-		for _, it := range items {
-			if len(it) == 0 {
+	for it := range saltArgItems(lists...) {
+		switch it[0] {
+		case '"':
+			k, v, ok := strings.Cut(unquote(it), "=")
+			if ok && strings.EqualFold(strings.TrimSpace(k), "test") {
+				// The minion reads the value as YAML: True, true, yes, on, 1.
+				switch strings.ToLower(strings.TrimSpace(v)) {
+				case "true", "yes", "on", "1":
+					return true
+				}
+			}
+		case '{':
+			var kw map[string]json.RawMessage
+			if json.Unmarshal(it, &kw) != nil {
 				continue
 			}
-			switch it[0] {
-			case '"':
-				k, v, ok := strings.Cut(unquote(it), "=")
-				if ok && strings.EqualFold(strings.TrimSpace(k), "test") {
-					// The minion reads the value as YAML: True, true, yes, on, 1.
-					switch strings.ToLower(strings.TrimSpace(v)) {
-					case "true", "yes", "on", "1":
-						return true
-					}
-				}
-			case '{':
-				var kw map[string]json.RawMessage
-				if json.Unmarshal(it, &kw) != nil {
-					continue
-				}
-				for k, v := range kw {
-					if strings.EqualFold(k, "test") && saltIsTrue(v) {
-						return true
-					}
+			for k, v := range kw {
+				if strings.EqualFold(k, "test") && saltIsTrue(v) {
+					return true
 				}
 			}
 		}
 	}
 	return false
+}
+
+// saltArgItems yields, in order, the non-empty items of Salt's argument
+// lists (a job's fun_args, then arg): "key=value" strings, kwarg dicts and
+// plain arguments. A list that is not a JSON array is passed over.
+func saltArgItems(lists ...json.RawMessage) iter.Seq[json.RawMessage] {
+	return func(yield func(json.RawMessage) bool) {
+		for _, raw := range lists {
+			if len(raw) == 0 || raw[0] != '[' {
+				continue
+			}
+			var items []json.RawMessage
+			if json.Unmarshal(raw, &items) != nil {
+				continue
+			}
+			for _, it := range items {
+				if len(it) > 0 && !yield(it) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // saltIsTrue is salt.utils.data.is_true for a JSON value: true, a number
@@ -565,30 +576,18 @@ func saltRetcode(f looseFloat) (int, bool) {
 // passes it as "saltenv=X" or as a kwarg dict {"saltenv": "X"} (with
 // "__kwarg__": true in published args).
 func saltEnv(lists ...json.RawMessage) string {
-	for _, raw := range lists {
-		if len(raw) == 0 || raw[0] != '[' {
-			continue
-		}
-		var items []json.RawMessage
-		if json.Unmarshal(raw, &items) != nil {
-			continue
-		}
-		for _, it := range items {
-			if len(it) == 0 {
-				continue
+	for it := range saltArgItems(lists...) {
+		switch it[0] {
+		case '"':
+			if v, ok := strings.CutPrefix(unquote(it), "saltenv="); ok && v != "" {
+				return v
 			}
-			switch it[0] {
-			case '"':
-				if v, ok := strings.CutPrefix(unquote(it), "saltenv="); ok && v != "" {
-					return v
-				}
-			case '{':
-				var kw struct {
-					Saltenv looseString `json:"saltenv"`
-				}
-				if json.Unmarshal(it, &kw) == nil && kw.Saltenv != "" {
-					return string(kw.Saltenv)
-				}
+		case '{':
+			var kw struct {
+				Saltenv looseString `json:"saltenv"`
+			}
+			if json.Unmarshal(it, &kw) == nil && kw.Saltenv != "" {
+				return string(kw.Saltenv)
 			}
 		}
 	}
