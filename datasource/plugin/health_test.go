@@ -188,8 +188,8 @@ func TestSettingsTLSAndLimits(t *testing.T) {
 	if !s.PrometheusTLS.SkipVerify || s.AlertmanagerTLS.CACert == "" || s.GroupByRoleAbove != 50 || s.Proxy != nil {
 		t.Errorf("settings %+v", s)
 	}
-	if d, _ := ParseSettings(context.Background(), base(map[string]any{"amqpUrl": "amqp://mq/"}, nil)); d.GroupByRoleAbove != 200 || d.AMQPTLSConfig != nil {
-		t.Errorf("defaults: groupByRoleAbove %d, AMQP TLS %v", d.GroupByRoleAbove, d.AMQPTLSConfig)
+	if d, _ := ParseSettings(context.Background(), base(map[string]any{"amqpUrl": "amqp://mq/"}, nil)); d.GroupByRoleAbove != 200 || d.AMQPTLSConfig != nil || d.HighlightScore != DefaultHighlightScore {
+		t.Errorf("defaults: groupByRoleAbove %d, AMQP TLS %v, highlightScore %v", d.GroupByRoleAbove, d.AMQPTLSConfig, d.HighlightScore)
 	}
 	for _, tc := range []struct {
 		jd   map[string]any
@@ -206,6 +206,8 @@ func TestSettingsTLSAndLimits(t *testing.T) {
 		{map[string]any{"amqpUrl": "amqp://mq/", "groupByRoleAbove": 0}, nil, "groupByRoleAbove 0 is not a whole number"},
 		{map[string]any{"amqpUrl": "amqp://mq/", "groupByRoleAbove": "many"}, nil, "groupByRoleAbove many is not a whole number"},
 		{map[string]any{"amqpUrl": "amqp://mq/", "groupByRoleAbove": 2.5}, nil, "groupByRoleAbove 2.5"},
+		{map[string]any{"amqpUrl": "amqp://mq/", "highlightScore": -1}, nil, "highlightScore -1 is not a number of 0 or more"},
+		{map[string]any{"amqpUrl": "amqp://mq/", "highlightScore": "high"}, nil, "highlightScore high is not a number"},
 		{map[string]any{"amqpUrl": "amqp://mq/", "enableSecureSocksProxy": true}, nil, "enableSecureSocksProxy is set but Grafana's secure socks proxy is not enabled"},
 	} {
 		_, err := ParseSettings(context.Background(), base(tc.jd, tc.sec))
@@ -219,5 +221,10 @@ func TestSettingsTLSAndLimits(t *testing.T) {
 	// A number given as a string (provisioning YAML quoting it) is fine.
 	if s, err := ParseSettings(context.Background(), base(map[string]any{"amqpUrl": "amqp://mq/", "groupByRoleAbove": "300"}, nil)); err != nil || s.GroupByRoleAbove != 300 {
 		t.Errorf("groupByRoleAbove \"300\": %d %v", s.GroupByRoleAbove, err)
+	}
+	for raw, want := range map[any]float64{0: 0, "2.5": 2.5, 25: 25} {
+		if s, err := ParseSettings(context.Background(), base(map[string]any{"amqpUrl": "amqp://mq/", "highlightScore": raw}, nil)); err != nil || s.HighlightScore != want {
+			t.Errorf("highlightScore %v: %v %v, want %v", raw, s.HighlightScore, err, want)
+		}
 	}
 }

@@ -123,7 +123,6 @@ func (inst *Instance) impactQuery(ctx context.Context, tr backend.TimeRange, rf 
 		return nil, fmt.Errorf("the impact query needs Prometheus: set prometheusUrl in the datasource settings")
 	}
 	now := time.Now()
-	window := max(inst.settings.ImpactWindow, minImpactWindow)
 	cs := inst.changeSets(tr, rf)
 	var targets []*impactTarget
 	if groupBy == GroupByRun {
@@ -141,17 +140,9 @@ func (inst *Instance) impactQuery(ctx context.Context, tr backend.TimeRange, rf 
 			targets = append(targets, &impactTarget{set: s, change: impact.Change{Waves: s.Waves, Until: s.UndoneAt}})
 		}
 	}
-	ranges, notices := planImpact(inst.settings.ImpactQuery, targets, window, now)
-	promStart := time.Now()
-	if err := inst.measure(ctx, ranges); err != nil {
-		return nil, fmt.Errorf("Prometheus at %s: %v", redactHTTP(inst.settings.PrometheusURL), err)
-	}
-	promTime := time.Since(promStart)
-	var scorer impact.Scorer
-	for _, rg := range ranges {
-		for _, t := range rg.targets {
-			t.result = scorer.Score(t.change, rg.series, impact.Options{Window: window, Now: earliest(now, rg.end)})
-		}
+	ranges, notices, promTime, err := inst.score(ctx, targets, now, false)
+	if err != nil {
+		return nil, err
 	}
 	rankImpact(targets)
 
@@ -177,6 +168,36 @@ func (inst *Instance) impactQuery(ctx context.Context, tr backend.TimeRange, rf 
 			{FieldConfig: data.FieldConfig{DisplayName: "Changes ranked"}, Value: float64(len(targets))},
 		}}
 	return data.Frames{f}, nil
+}
+
+// score measures the targets: it plans the range queries, makes them and
+// scores every target it could measure (the others keep the reason they
+// were not). promTime is the time of the Prometheus queries alone. toNow
+// makes every range query end now, not a window after its last target, so
+// each result's Current is the signal now (the highlight's recovery test).
+func (inst *Instance) score(ctx context.Context, targets []*impactTarget, now time.Time, toNow bool) (ranges []*impactRange, notices []data.Notice, promTime time.Duration, err error) {
+	window := max(inst.settings.ImpactWindow, minImpactWindow)
+	ranges, notices = planImpact(inst.settings.ImpactQuery, targets, window, now, toNow)
+	promStart := time.Now()
+	if err := inst.measure(ctx, ranges); err != nil {
+		return nil, nil, 0, fmt.Errorf("Prometheus at %s: %v", redactHTTP(inst.settings.PrometheusURL), err)
+	}
+	promTime = time.Since(promStart)
+	var scorer impact.Scorer
+	for _, rg := range ranges {
+		for _, t := range rg.targets {
+			t.result = scorer.Score(t.change, rg.series, impact.Options{Window: window, Now: earliest(now, rg.end)})
+		}
+	}
+	return ranges, notices, promTime, nil
+}
+
+// quantity names what the impact query measures, for details.
+func (inst *Instance) quantity() impact.Quantity {
+	if inst.settings.ImpactQuery == DefaultImpactQuery {
+		return impact.Quantity{Name: "error ratio", Percent: true}
+	}
+	return impact.Quantity{Name: "impact query"}
 }
 
 // impactMeta is the impact frame's meta.custom: the Prometheus range
@@ -205,8 +226,9 @@ func usesNode(tmpl string) bool {
 // window after the last (the baseline and the after window package impact
 // reads). Targets a query cannot cover (the span needs more than
 // maxRangePoints at a step of impactWindow/minStepsPerWindow, or
-// maxImpactQueries is reached) stay unmeasured, and a notice says so.
-func planImpact(tmpl string, targets []*impactTarget, window time.Duration, now time.Time) ([]*impactRange, []data.Notice) {
+// maxImpactQueries is reached) stay unmeasured, and a notice says so. With
+// toNow every query ends at now.
+func planImpact(tmpl string, targets []*impactTarget, window time.Duration, now time.Time, toNow bool) ([]*impactRange, []data.Notice) {
 	type key struct{ env, role, node string }
 	expanded := map[key]string{}
 	byQuery := map[string]*impactRange{}
@@ -246,6 +268,9 @@ func planImpact(tmpl string, targets []*impactTarget, window time.Duration, now 
 			}
 		}
 		end := earliest(now, last.Add(window))
+		if toNow {
+			end = now
+		}
 		// The newest targets are measured first: drop the oldest until
 		// the span fits.
 		keep := rg.targets
@@ -370,10 +395,7 @@ func (inst *Instance) impactFrame(ts []*impactTarget, groupBy string) *data.Fram
 		before, after, delta, score        = make([]*float64, n), make([]*float64, n), make([]*float64, n), make([]*float64, n)
 		node                               = make([]string, n)
 	)
-	q := impact.Quantity{Name: "impact query"}
-	if inst.settings.ImpactQuery == DefaultImpactQuery {
-		q = impact.Quantity{Name: "error ratio", Percent: true}
-	}
+	q := inst.quantity()
 	ptr := func(v float64) *float64 { return &v }
 	for i, t := range ts {
 		s, r := t.set, t.result

@@ -16,6 +16,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -49,7 +50,10 @@ func isCulprit(c incident.Culprit, role, title string, start time.Time) bool {
 	return role == c.Role && strings.Contains(title, c.Resources[0]) && start.Sub(c.Start).Abs() < time.Minute
 }
 
-func TestImpactScenarios(t *testing.T) {
+// scenarioInstance designs the incidents (ending 10 minutes ago), serves
+// their metrics from a real Prometheus and hands their runs to an instance
+// set up with it (and settings).
+func scenarioInstance(t *testing.T, settings map[string]any) ([]*incident.Incident, *Instance) {
 	began := time.Now()
 	end := time.Now().Add(-10 * time.Minute).Truncate(time.Minute)
 	var incs []*incident.Incident
@@ -63,8 +67,9 @@ func TestImpactScenarios(t *testing.T) {
 	promURL := incident.ServeBlocks(t, incs...)
 	t.Logf("%d incidents, %d runs; blocks built and Prometheus ready in %s", len(incs), len(runs), time.Since(began).Round(time.Millisecond))
 
-	e := newEnv(t)
-	inst := e.start(t, map[string]any{"prometheusUrl": promURL, "replay": "24h"}, nil)
+	jd := map[string]any{"prometheusUrl": promURL, "replay": "24h"}
+	maps.Copy(jd, settings)
+	inst := newEnv(t).start(t, jd, nil)
 	// In time order, as a stream delivers them.
 	slices.SortStableFunc(runs, func(a, b *report.Run) int { return a.End.Compare(b.End) })
 	for _, r := range runs {
@@ -74,6 +79,12 @@ func TestImpactScenarios(t *testing.T) {
 		t.Errorf("the health check's probe against the real Prometheus: %v", err)
 	}
 	t.Logf("runs handled at %s", time.Since(began).Round(time.Millisecond))
+	return incs, inst
+}
+
+func TestImpactScenarios(t *testing.T) {
+	began := time.Now()
+	incs, inst := scenarioInstance(t, nil)
 
 	hits, runHits, maxQueries := 0, 0, 0
 	for _, inc := range incs {

@@ -202,7 +202,7 @@ func TestPlanImpactBounds(t *testing.T) {
 	// Every target its own (environment, role): past maxImpactQueries the
 	// rest is unmeasured, with a notice.
 	ts := targets(maxImpactQueries+6, now.Add(-2*time.Hour), time.Second)
-	ranges, notices := planImpact(DefaultImpactQuery, ts, w, now)
+	ranges, notices := planImpact(DefaultImpactQuery, ts, w, now, false)
 	if len(ranges) != maxImpactQueries || len(notices) != 1 || !strings.Contains(notices[0].Text, fmt.Sprintf("%d Prometheus queries needed, %d made: 6 changes", maxImpactQueries+6, maxImpactQueries)) {
 		t.Errorf("%d ranges, notices %+v", len(ranges), notices)
 	}
@@ -221,7 +221,7 @@ func TestPlanImpactBounds(t *testing.T) {
 	for _, tg := range ts {
 		tg.set.Role = "web"
 	}
-	ranges, notices = planImpact(DefaultImpactQuery, ts, w, now)
+	ranges, notices = planImpact(DefaultImpactQuery, ts, w, now, false)
 	if len(ranges) != 1 || len(notices) != 1 || !strings.Contains(notices[0].Text, "too wide") {
 		t.Fatalf("%d ranges, notices %+v", len(ranges), notices)
 	}
@@ -233,7 +233,7 @@ func TestPlanImpactBounds(t *testing.T) {
 		t.Errorf("%d measured, first reason %q", n, ts[0].result.Reason)
 	}
 	// A usual range: the step is impactWindow/60, one query.
-	ranges, notices = planImpact(DefaultImpactQuery, targets(3, now.Add(-3*time.Hour), time.Minute)[:1], w, now)
+	ranges, notices = planImpact(DefaultImpactQuery, targets(3, now.Add(-3*time.Hour), time.Minute)[:1], w, now, false)
 	if len(ranges) != 1 || len(notices) != 0 || ranges[0].step != 15*time.Second || !ranges[0].start.Equal(now.Add(-3*time.Hour-time.Hour)) {
 		t.Errorf("ranges %+v notices %+v", ranges[0], notices)
 	}

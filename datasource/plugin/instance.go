@@ -84,6 +84,7 @@ type Instance struct {
 	channels *channelRegistry
 	snapMu   sync.Mutex
 	snap     *fleetSnapshot
+	suspects suspects // highlight.go
 
 	// received counts the stream's messages handled (applied or rejected;
 	// counted once done with); see Replayed.
@@ -166,6 +167,11 @@ func New(s Settings, log *slog.Logger) (*Instance, error) {
 	inst.wg.Add(2)
 	go inst.feed(ctx)
 	go inst.expire(ctx)
+	if inst.highlighting() {
+		inst.suspects.kick = make(chan struct{}, 1)
+		inst.wg.Add(1)
+		go inst.highlight(ctx)
+	}
 	return inst, nil
 }
 

@@ -110,6 +110,7 @@ type liveView struct {
 	layouts     map[topology.GroupBy]*topology.Layout
 	fleetGen    uint64
 	alertsVer   uint64
+	suspectsVer uint64
 	seq         uint64
 	lastErr     string
 }
@@ -163,6 +164,7 @@ func (inst *Instance) view(f topoFilter) (*liveView, error) {
 		lv.views = map[string]*liveView{}
 	}
 	lv.views[key] = v
+	inst.kickSuspects() // marks due for a view that was not followed
 	return v, nil
 }
 
@@ -348,7 +350,8 @@ func (v *liveView) changed(now time.Time) bool {
 	g := v.latest
 	switch {
 	case g == nil, g.unsettled, now.Sub(g.builtAt) >= refreshEvery,
-		v.inst.fleet.Generation() != v.fleetGen, v.inst.alertsVersion() != v.alertsVer:
+		v.inst.fleet.Generation() != v.fleetGen, v.inst.alertsVersion() != v.alertsVer,
+		v.inst.suspectsVersion() != v.suspectsVer:
 		return true
 	}
 	return digest(v.inst.stateNotices()) != g.state
@@ -363,7 +366,7 @@ func (v *liveView) build(ctx context.Context, fresh bool) (*generation, error) {
 		prev = nil
 	}
 	fleetGen, nodes := inst.snapshot()
-	alertsVer := inst.alertsVersion()
+	alertsVer, suspectsVer := inst.alertsVersion(), inst.suspectsVersion()
 	now := time.Now()
 	v.match.begin(len(nodes))
 	var nodeFilter func(string) bool
@@ -389,16 +392,18 @@ func (v *liveView) build(ctx context.Context, fresh bool) (*generation, error) {
 	if inst.alerts != nil {
 		alerts = inst.alerts.forNodes(ctx, nodes)
 	}
+	suspects, suspectNotices := inst.suspectsFor(sel)
+	notices = append(notices, suspectNotices...)
 	for {
 		if prev != nil && prev.view != want && prev.edges.Rows() > 0 {
 			// A change of view: the previous nodes frame once more, with
 			// no edges.
 			g := v.edgeless(prev)
 			g.state = state
-			v.fleetGen, v.alertsVer = fleetGen, alertsVer
+			v.fleetGen, v.alertsVer, v.suspectsVer = fleetGen, alertsVer, suspectsVer
 			return v.numbered(g), nil
 		}
-		opts := topology.Options{GroupBy: want, Config: inst.settings.Topology, Now: now, Alerts: alerts, Lean: true}
+		opts := topology.Options{GroupBy: want, Config: inst.settings.Topology, Now: now, Alerts: alerts, Suspects: suspects, Lean: true}
 		if want == topology.ByNode {
 			opts.MaxEdges = maxLiveEdges
 		}
@@ -438,7 +443,7 @@ func (v *liveView) build(ctx context.Context, fresh bool) (*generation, error) {
 					"filter by environment, role or node to see nodes", maxLiveFrameBytes>>10)})
 			continue
 		}
-		v.fleetGen, v.alertsVer = fleetGen, alertsVer
+		v.fleetGen, v.alertsVer, v.suspectsVer = fleetGen, alertsVer, suspectsVer
 		return v.numbered(g), nil
 	}
 }

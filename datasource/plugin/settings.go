@@ -37,6 +37,11 @@ const (
 	// DefaultGroupByRoleAbove is the Node Graph panel's own node limit: a
 	// by-node view of more nodes would have some hidden.
 	DefaultGroupByRoleAbove = topology.NodeGraphLimit
+	// DefaultHighlightScore is the impact score from which a change set's
+	// nodes light up on the live topology (highlight.go): in the scenario
+	// incidents (TestHighlightScenarios) every culprit roll-out scored well
+	// above it while it hurt, and no benign set reached it.
+	DefaultHighlightScore = 10.0
 )
 
 // jsonData is the datasource's jsonData as Grafana stores it.
@@ -69,6 +74,7 @@ type jsonData struct {
 	AlertmanagerTLSClientCert string `json:"alertmanagerTlsClientCert"`
 
 	GroupByRoleAbove json.RawMessage `json:"groupByRoleAbove"`
+	HighlightScore   json.RawMessage `json:"highlightScore"`
 }
 
 // TLSSettings are the TLS options of one connection, as set: PEM text.
@@ -100,6 +106,10 @@ type Settings struct {
 	ImpactWindow       time.Duration
 	// ChangeGap splits change sets (changeset.Options.Gap).
 	ChangeGap time.Duration
+	// HighlightScore is the impact score from which the nodes of a change
+	// set are highlighted on the live topology; 0 turns that off (so does
+	// a missing prometheusUrl).
+	HighlightScore float64
 
 	AlertmanagerURL      string
 	AlertmanagerUser     string
@@ -177,6 +187,9 @@ func ParseSettings(ctx context.Context, is backend.DataSourceInstanceSettings) (
 		}
 	}
 	if s.GroupByRoleAbove, err = positiveInt("groupByRoleAbove", jd.GroupByRoleAbove, DefaultGroupByRoleAbove); err != nil {
+		errs = append(errs, err)
+	}
+	if s.HighlightScore, err = score("highlightScore", jd.HighlightScore, DefaultHighlightScore); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, s.checkTLS()...)
@@ -293,6 +306,20 @@ func positiveInt(name string, raw json.RawMessage, def int) (int, error) {
 		return 0, fmt.Errorf("%s %s is not a whole number from 1 to 1000000000", name, text)
 	}
 	return int(f), nil
+}
+
+// score reads a number of 0 or more (a JSON number or a string holding
+// one, as provisioning files may give); empty or null is def.
+func score(name string, raw json.RawMessage, def float64) (float64, error) {
+	text := strings.TrimSpace(strings.Trim(strings.TrimSpace(string(raw)), `"`))
+	if text == "" || text == "null" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+		return 0, fmt.Errorf("%s %s is not a number of 0 or more (0 turns highlighting off)", name, text)
+	}
+	return f, nil
 }
 
 // amqpURL checks jsonData amqpUrl and puts the password from secureJsonData

@@ -70,6 +70,8 @@ type Culprit struct {
 	Nodes      []string
 	Waves      int
 	RiseBy     float64 // error ratio added once every node has it
+	// RolledBack is when its roll-back began (zero: never rolled back).
+	RolledBack time.Time
 }
 
 // Incident is one designed incident.
@@ -309,6 +311,7 @@ func (g *gen) culprit() {
 			bws = [][]*node{reached[:len(reached)/2], reached[len(reached)/2:]}
 		}
 		g.rollout(bws, back, res, func(nd *node, r Run) { nd.badUntil = r.End })
+		g.inc.Culprit.RolledBack = back
 		g.story("rolled back from +%s in %d waves", back.Sub(g.inc.Start), len(bws))
 	}
 }

@@ -308,27 +308,43 @@ func TestQuantityFormat(t *testing.T) {
 }
 
 func TestMarks(t *testing.T) {
-	set := func(id string, undone string, nodes ...string) *changeset.Set {
-		return &changeset.Set{ID: id, Nodes: nodes, Resources: []string{"file[" + id + "]"}, UndoneBy: undone}
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	set := func(id, env string, start time.Duration, undone string, nodes ...string) *changeset.Set {
+		return &changeset.Set{ID: id, Environment: env, Start: t0.Add(start), Nodes: nodes,
+			Resources: []string{"file[" + id + "]"}, UndoneBy: undone}
 	}
 	sets := []*changeset.Set{
-		set("big", "", "n1", "n2", "n3"),
-		set("bigger", "", "n3", "n4"),
-		set("weak", "", "n5"),
-		set("undone", "later", "n6"),
-		set("recovered", "", "n7"),
-		set("unmeasured", "", "n8"),
+		set("big", "prod", 0, "", "n1", "n2", "n3"),
+		set("bigger", "staging", 0, "", "n3", "n4"),
+		set("weak", "prod", 0, "", "n5"),
+		set("undone", "prod", 0, "later", "n6"),
+		set("recovered", "prod", 0, "", "n7"),
+		set("unmeasured", "prod", 0, "", "n8"),
+		// Its errors began after "big" started: big explains them.
+		set("downstream", "prod", 5*time.Minute, "", "n9"),
+		// The same, in another environment: not explained.
+		set("elsewhere", "dev", 5*time.Minute, "", "n10"),
+		// Began after big's errors had begun: big explains what it saw,
+		// although it scores higher.
+		set("tuning", "prod", 3*time.Minute, "", "n11"),
+		// Alone in its environment: its own suspect.
+		set("earlier", "qa", -30*time.Minute, "", "n12"),
 	}
+	onset := func(d time.Duration) time.Time { return t0.Add(d) }
 	results := map[string]Result{
-		"big":        {Evaluated: true, Score: 12},
-		"bigger":     {Evaluated: true, Score: 40},
+		"big":        {Evaluated: true, Score: 12, Onset: onset(2 * time.Minute)},
+		"bigger":     {Evaluated: true, Score: 40, Onset: onset(time.Minute)},
 		"weak":       {Evaluated: true, Score: 2},
 		"undone":     {Evaluated: true, Score: 50},
 		"recovered":  {Evaluated: true, Score: 50, Recovered: true},
 		"unmeasured": {Reason: "no data"},
+		"downstream": {Evaluated: true, Score: 11, Onset: onset(6 * time.Minute)},
+		"elsewhere":  {Evaluated: true, Score: 11, Onset: onset(6 * time.Minute)},
+		"tuning":     {Evaluated: true, Score: 30, Onset: onset(3 * time.Minute)},
+		"earlier":    {Evaluated: true, Score: 10, Onset: onset(-29 * time.Minute)},
 	}
 	m := Marks(sets, results, 10)
-	want := map[string]string{"n1": "big", "n2": "big", "n3": "bigger", "n4": "bigger"}
+	want := map[string]string{"n1": "big", "n2": "big", "n3": "bigger", "n4": "bigger", "n10": "elsewhere", "n12": "earlier"}
 	if len(m) != len(want) {
 		t.Errorf("marks %v, want nodes %v", m, want)
 	}

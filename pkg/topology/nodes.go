@@ -84,6 +84,7 @@ func (g *graph) nodeFrames(ctx context.Context) (*Result, error) {
 		durationF, duration   = newColumn[string]("detail__duration", n)
 		lastErrF, lastErr     = newColumn[string]("detail__last_error", n)
 		alertsF, alerts       = newColumn[string]("detail__alerts", n)
+		suspectF, suspect     = newColumn[string]("detail__suspect", n)
 		// Full frames only.
 		changedF, changed []string
 		failedF, failed   []string
@@ -126,7 +127,8 @@ func (g *graph) nodeFrames(ctx context.Context) (*Result, error) {
 		arcs[st][p] = 1
 		color[p] = stateColor[st]
 		na := g.o.Alerts[nd.Name]
-		highlight[p] = st == stFailed || len(na) > 0
+		suspect[p] = g.o.Suspects[nd.Name]
+		highlight[p] = st == stFailed || len(na) > 0 || suspect[p] != ""
 		a.joined(na, ',')
 		alerts[p] = a.take()
 		if !lean {
@@ -200,6 +202,9 @@ func (g *graph) nodeFrames(ctx context.Context) (*Result, error) {
 		)
 	}
 	fields = append(fields, alertsF.SetConfig(display("Firing alerts")))
+	if g.o.Suspects != nil {
+		fields = append(fields, suspectF.SetConfig(display("Suspect change")))
+	}
 	if g.o.Layout != nil {
 		x, y := g.o.Layout.placeNodes(g, id, func() [][2]string {
 			links, _ := g.roleLinks(ctx) // a cancelled ctx fails the build below

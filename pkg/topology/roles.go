@@ -28,6 +28,8 @@ func (g *graph) roleFrames(ctx context.Context) (*Result, error) {
 		live                      bool   // has a live node
 		env                       string // of its nodes, "" once they are in several
 		envSet                    bool
+		suspects                  int    // nodes with a suspect change
+		suspect                   string // the first one's
 	}
 	roleOf := map[string]int{}
 	var names []string
@@ -55,6 +57,7 @@ func (g *graph) roleFrames(ctx context.Context) (*Result, error) {
 			}
 			st := stateOf(n)
 			al := len(g.o.Alerts[n.Name]) > 0
+			sus := g.o.Suspects[n.Name]
 			for _, r := range nodeRoles(n) {
 				a := &aggs[idOf(r)]
 				if lingerPass && a.live {
@@ -65,6 +68,12 @@ func (g *graph) roleFrames(ctx context.Context) (*Result, error) {
 				a.failed += b2i(st == stFailed)
 				a.converging += b2i(st == stConverging)
 				a.alerts = a.alerts || al
+				if sus != "" {
+					if a.suspects == 0 {
+						a.suspect = sus
+					}
+					a.suspects++
+				}
 				if !a.envSet {
 					a.env, a.envSet = n.Environment, true
 				} else if a.env != n.Environment {
@@ -114,6 +123,7 @@ func (g *graph) roleFrames(ctx context.Context) (*Result, error) {
 		highlight  = make([]bool, n)
 		count      = make([]int64, n)
 		live       = make([]bool, n)
+		suspect    = make([]string, n)
 	)
 	lingering := 0
 	for k, o := range order {
@@ -143,7 +153,14 @@ func (g *graph) roleFrames(ctx context.Context) (*Result, error) {
 		default:
 			color[k] = ColorSuccess
 		}
-		highlight[k] = a.failed > 0 || a.alerts
+		highlight[k] = a.failed > 0 || a.alerts || a.suspects > 0
+		switch {
+		case a.suspects == 1:
+			suspect[k] = a.suspect
+		case a.suspects > 1:
+			// The first node's, by name; the others may name other sets.
+			suspect[k] = plural(a.suspects, "suspect node", "suspect nodes") + ", first: " + a.suspect
+		}
 		count[k] = int64(a.nodes)
 	}
 	fields := []*data.Field{
@@ -159,6 +176,9 @@ func (g *graph) roleFrames(ctx context.Context) (*Result, error) {
 		data.NewField("highlighted", nil, highlight),
 		data.NewField("detail__nodes", nil, count).SetConfig(&data.FieldConfig{DisplayName: "Nodes"}),
 	)
+	if g.o.Suspects != nil {
+		fields = append(fields, data.NewField("detail__suspect", nil, suspect).SetConfig(&data.FieldConfig{DisplayName: "Suspect change"}))
+	}
 	if g.o.Layout != nil {
 		x, y := g.o.Layout.placeRoles(id, edges)
 		fields = append(fields, x, y)

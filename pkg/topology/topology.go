@@ -126,6 +126,12 @@ func Select(ctx context.Context, nodes []fleet.Node, f Filter) (*Selection, erro
 // Len is how many nodes were selected.
 func (s *Selection) Len() int { return len(s.idx) }
 
+// Has reports whether the node of that name is selected.
+func (s *Selection) Has(name string) bool {
+	_, ok := slices.BinarySearchFunc(s.idx, name, func(i int32, name string) int { return strings.Compare(s.all[i].Name, name) })
+	return ok
+}
+
 // Node is the i-th selected node, by name.
 func (s *Selection) Node(i int) *fleet.Node { return &s.all[s.idx[i]] }
 
@@ -137,6 +143,12 @@ type Options struct {
 	// Alerts maps a node name to the names of its firing alerts
 	// (Alertmanager overlay); may be nil.
 	Alerts map[string][]string
+	// Suspects maps a node name to what makes it suspect: the change set
+	// it took part in whose impact score passed the highlight threshold.
+	// Those nodes (and their roles, ByRole) are highlighted, and the text
+	// is their detail__suspect. nil leaves the detail__suspect column out
+	// (highlighting off); an empty map keeps it, empty.
+	Suspects map[string]string
 	// Layout, if set, pins every node (fixedX/fixedY) where it places it;
 	// nil leaves the positions to the Node Graph panel.
 	Layout *Layout

@@ -9,7 +9,7 @@ import {
   ConfigEditor,
   durationError,
   httpUrlError,
-  numberError,
+  scoreError,
   pemError,
   positiveIntegerError,
 } from './ConfigEditor';
@@ -231,8 +231,10 @@ describe('ConfigEditor validators', () => {
     for (const bad of [0, -1, 1.5, NaN]) {
       expect(positiveIntegerError(bad)).toBeDefined();
     }
-    expect(numberError(-0.5)).toBeUndefined();
-    expect(numberError(NaN)).toBeDefined();
+    expect(scoreError(0)).toBeUndefined();
+    expect(scoreError(2.5)).toBeUndefined();
+    expect(scoreError(-0.5)).toBeDefined();
+    expect(scoreError(NaN)).toBeDefined();
     expect(pemError(CERT, 'CERTIFICATE')).toBeUndefined();
     expect(pemError(KEY, 'PRIVATE KEY')).toBeUndefined();
     expect(pemError('-----BEGIN PRIVATE KEY-----', 'PRIVATE KEY')).toBeUndefined();

@@ -68,12 +68,12 @@ export function positiveIntegerError(value: number | undefined): string | undefi
   return 'A whole number above 0';
 }
 
-/** Any finite number (scores can be negative: a change that lowered the error rate). */
-export function numberError(value: number | undefined): string | undefined {
-  if (value === undefined || Number.isFinite(value)) {
+/** A score: a number of 0 or more (0 turns highlighting off). */
+export function scoreError(value: number | undefined): string | undefined {
+  if (value === undefined || (Number.isFinite(value) && value >= 0)) {
     return undefined;
   }
-  return 'A number';
+  return 'A number of 0 or more';
 }
 
 /** A PEM block of the given kind, e.g. CERTIFICATE or (any) PRIVATE KEY. */
@@ -304,9 +304,9 @@ export function ConfigEditor(props: ConfigEditorProps) {
         {number(
           'highlightScore',
           'Highlight score',
-          'Impact score above which a change set\'s nodes are highlighted on the live topology; empty highlights none',
-          'none',
-          numberError
+          'Impact score from which a change set\'s nodes light up on the live topology, scored every minute without an impact query (needs the Prometheus URL); 0 turns it off',
+          String(DEFAULT_OPTIONS.highlightScore),
+          scoreError
         )}
       </FieldSet>
 
