@@ -64,7 +64,7 @@ func benchImpact(ctx context.Context, w io.Writer, cfg config, names *names) err
 			End: end, MinNodes: nodes, MaxNodes: nodes, Churn: 1})})
 	}
 	repeat := max(1, impactFlags.repeat)
-	fmt.Fprintf(w, "== 4. impact ranking: the impact query over 6 hours of runs (every run a change: roll-outs in waves, single-node changes), against a real\n"+
+	fmt.Fprintf(w, "== 5. impact ranking: the impact query over 6 hours of runs (every run a change: roll-outs in waves, single-node changes), against a real\n"+
 		"   Prometheus serving promtool blocks of the APM metrics (internal/incident); median of %d after a warm-up, set and run modes alternating\n"+
 		"   baseline: the same Prometheus range queries alone (the plugin's concurrency, %d), as the plugin made them (frame meta)\n", repeat, impactParallel)
 

@@ -29,7 +29,7 @@ func TestImpactFigure(t *testing.T) {
 	t.Log("\n" + out.String())
 	num := `[0-9]+(\.[0-9]+)?`
 	for _, want := range []string{
-		`== 4\. impact ranking`,
+		`== 5\. impact ranking`,
 		`(?m)^ +[0-9]+ runs \([0-9]+ changes: [0-9]+ change sets\)  by set +` + num + ` ms  by run +` + num + ` ms \([0-9]+ rows\)  \|  Prometheus alone +` + num + ` ms  \|  [1-9] Prometheus range queries per impact query`,
 		`target: 10,000 runs ranked < 2 s`,
 	} {
