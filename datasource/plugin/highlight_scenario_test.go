@@ -18,6 +18,8 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/runlens/runlens/internal/incident"
+	"github.com/runlens/runlens/pkg/changeset"
+	"github.com/runlens/runlens/pkg/impact"
 	"github.com/runlens/runlens/pkg/topology"
 )
 
@@ -29,6 +31,9 @@ func TestHighlightScenarios(t *testing.T) {
 
 	var culpritScores, otherScores []float64
 	marked, falseMarks, cleared, rolledBack := 0, 0, 0, 0
+	// The same marks at other thresholds: what the default is chosen by.
+	sweep := []float64{4, 6, 8, 10, 15}
+	sweepLit, sweepOther := make([]int, len(sweep)), make([]int, len(sweep))
 	for _, inc := range incs {
 		c := inc.Culprit
 		env := runFilter{f: topology.Filter{Environments: []string{inc.Environment}}}
@@ -51,6 +56,22 @@ func TestHighlightScenarios(t *testing.T) {
 			}
 		}
 		otherScores = append(otherScores, best)
+		sets, results := make([]*changeset.Set, 0, len(targets)), map[string]impact.Result{}
+		for _, tg := range targets {
+			sets, results[tg.set.ID] = append(sets, tg.set), tg.result
+		}
+		for i, th := range sweep {
+			lit, other := 0, false
+			for node, m := range impact.Marks(sets, results, th) {
+				if strings.Contains(m.Title, c.Resources[0]) && slices.Contains(c.Nodes, node) {
+					lit++
+				} else if !strings.Contains(m.Title, c.Resources[0]) {
+					other = true
+				}
+			}
+			sweepLit[i] += b2i(lit == len(c.Nodes))
+			sweepOther[i] += b2i(other)
+		}
 		byNode := inst.suspects.snapshot()
 		if suspectsOf(byNode, c.Nodes, c.Resources[0]) == len(c.Nodes) {
 			marked++
@@ -88,6 +109,9 @@ func TestHighlightScenarios(t *testing.T) {
 		"culprit scores min %.1f median %.1f, best other set per incident max %.1f median %.1f; %s",
 		threshold, marked, len(incs), falseMarks, cleared, rolledBack, quantile(culpritScores, 0), quantile(culpritScores, 0.5),
 		quantile(otherScores, 1), quantile(otherScores, 0.5), time.Since(began).Round(time.Millisecond))
+	for i, th := range sweep {
+		t.Logf("  at highlightScore %4.1f: culprit lit in %d, another set lit in %d", th, sweepLit[i], sweepOther[i])
+	}
 	if rate := float64(marked) / float64(len(incs)); rate < 0.95 {
 		t.Errorf("the culprit's nodes are marked in %.0f %% of the incidents, want at least 95 %%", 100*rate)
 	}
@@ -177,4 +201,11 @@ func (s *suspects) snapshot() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.byNode
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -106,7 +106,7 @@ export interface RunlensOptions extends DataSourceJsonData {
   enableSecureSocksProxy?: boolean;
   /** A by-node topology with more matching nodes switches to the by-role view (default 200). */
   groupByRoleAbove?: number;
-  /** Impact score from which a change set's nodes light up on the live topology (default 10; 0: off). */
+  /** Impact score from which a change set's nodes light up on the live topology (default 8; 0: off). */
   highlightScore?: number;
   /** The gap that splits change sets (Go duration, default 30m). */
   changeGap?: string;
@@ -132,7 +132,7 @@ export const DEFAULT_OPTIONS = {
   impactWindow: '15m',
   changeGap: '30m',
   groupByRoleAbove: 200,
-  highlightScore: 10,
+  highlightScore: 8,
   impactQuery:
     'sum(rate(http_requests_total{code=~"5..",service="$role",environment="$environment"}[5m]))' +
     ' / sum(rate(http_requests_total{service="$role",environment="$environment"}[5m]))',

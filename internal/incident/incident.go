@@ -412,7 +412,10 @@ func (g *gen) metrics() {
 		reqs, errl := make([]float64, len(inc.samples)), make([]float64, len(inc.samples))
 		w := wander[svc]
 		for i, t := range inc.samples {
-			sec := float64(t.Unix())
+			// From the incident's start, not the epoch: an incident is the
+			// same whenever it is made (its phase comes from the seed), so
+			// the scenario tests do not depend on the time of day.
+			sec := t.Sub(inc.Start).Seconds()
 			diurnal := 1 + 0.4*math.Sin(2*math.Pi*sec/86400+phase)
 			n := g.cfg.RPS * diurnal * inc.scrape.Seconds()
 			n = math.Max(0, n+math.Sqrt(n)*g.rng.NormFloat64())
