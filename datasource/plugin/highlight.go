@@ -1,8 +1,10 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -52,8 +54,7 @@ type suspects struct {
 
 	mu        sync.Mutex
 	byNode    map[string]string // node → its detail__suspect
-	setOf     map[string]*suspectSet
-	sets      []*suspectSet // best score first
+	sets      []*suspectSet     // best score first
 	evaluated time.Time
 	ver       uint64
 	failing   bool
@@ -181,34 +182,16 @@ func (s *suspects) set(marks map[string]impact.Mark, byID map[string]*changeset.
 		sets = append(sets, ss)
 	}
 	slices.SortFunc(sets, func(a, b *suspectSet) int {
-		if a.score != b.score {
-			if a.score > b.score {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.id, b.id)
+		return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.id, b.id))
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.evaluated = now
-	if sameSuspects(s.byNode, byNode) {
+	if maps.Equal(s.byNode, byNode) {
 		return
 	}
-	s.byNode, s.setOf, s.sets = byNode, setOf, sets
+	s.byNode, s.sets = byNode, sets
 	s.ver++
-}
-
-func sameSuspects(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || v != w {
-			return false
-		}
-	}
-	return true
 }
 
 // suspectText is a node's detail__suspect: the set, its score and why.

@@ -298,11 +298,11 @@ func proxyOptions(ctx context.Context, is backend.DataSourceInstanceSettings) (*
 
 // positiveInt reads a whole number >= 1 given as a JSON number or string.
 func positiveInt(name string, raw json.RawMessage, def int) (int, error) {
-	text := strings.Trim(strings.TrimSpace(string(raw)), `"`)
+	text := numberText(raw)
 	if text == "" || text == "null" {
 		return def, nil
 	}
-	f, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
+	f, err := strconv.ParseFloat(text, 64)
 	if err != nil || f != math.Trunc(f) || f < 1 || f > 1e9 {
 		return 0, fmt.Errorf("%s %s is not a whole number from 1 to 1000000000", name, text)
 	}
@@ -312,7 +312,7 @@ func positiveInt(name string, raw json.RawMessage, def int) (int, error) {
 // score reads a number of 0 or more (a JSON number or a string holding
 // one, as provisioning files may give); empty or null is def.
 func score(name string, raw json.RawMessage, def float64) (float64, error) {
-	text := strings.TrimSpace(strings.Trim(strings.TrimSpace(string(raw)), `"`))
+	text := numberText(raw)
 	if text == "" || text == "null" {
 		return def, nil
 	}
@@ -321,6 +321,12 @@ func score(name string, raw json.RawMessage, def float64) (float64, error) {
 		return 0, fmt.Errorf("%s %s is not a number of 0 or more (0 turns highlighting off)", name, text)
 	}
 	return f, nil
+}
+
+// numberText is a numeric setting's text: a JSON number, or a string
+// holding one (provisioning YAML may quote it).
+func numberText(raw json.RawMessage) string {
+	return strings.TrimSpace(strings.Trim(strings.TrimSpace(string(raw)), `"`))
 }
 
 // amqpURL checks jsonData amqpUrl and puts the password from secureJsonData
